@@ -1,0 +1,233 @@
+"""System checks: configuration mistakes reported at start-up with the exact key to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from . import conf
+
+_KNOWN_KEYS = set(conf.DEFAULTS)
+_ID = "django_exotel_sms"
+
+
+def _url_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string URL"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http(s) URL such as 'https://example.com'"
+    if parts.username or parts.password:
+        return "must not contain credentials; set API_KEY and API_TOKEN instead"
+    return None
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    raw = getattr(settings, conf.SETTINGS_NAME, None)
+    if raw is None:
+        return [
+            Error(
+                f"settings.{conf.SETTINGS_NAME} is not set.",
+                hint=f"Add {conf.SETTINGS_NAME} = {{'ACCOUNT_SID': ..., 'API_KEY': ..., "
+                "'API_TOKEN': ...}} to your settings.",
+                id=f"{_ID}.E001",
+            )
+        ]
+    if not isinstance(raw, dict):
+        return [Error(f"settings.{conf.SETTINGS_NAME} must be a dict.", id=f"{_ID}.E002")]
+
+    messages: list[CheckMessage] = []
+    for key in sorted(set(raw) - _KNOWN_KEYS):
+        messages.append(
+            Warning(
+                f"{conf.SETTINGS_NAME}['{key}'] is not a setting of django-exotel-sms.",
+                hint="Check the spelling against the configuration reference.",
+                id=f"{_ID}.W001",
+            )
+        )
+    merged = {**conf.DEFAULTS, **raw}
+    accounts = {conf.DEFAULT_ACCOUNT: {k: merged.get(k) for k in conf.ACCOUNT_KEYS}}
+    named = merged.get("ACCOUNTS") or {}
+    if not isinstance(named, dict):
+        messages.append(
+            Error(f"{conf.SETTINGS_NAME}['ACCOUNTS'] must be a dict.", id=f"{_ID}.E003")
+        )
+        named = {}
+    for alias, data in named.items():
+        if not isinstance(data, dict):
+            messages.append(
+                Error(
+                    f"{conf.SETTINGS_NAME}['ACCOUNTS']['{alias}'] must be a dict.",
+                    id=f"{_ID}.E003",
+                )
+            )
+            continue
+        for key in sorted(set(data) - set(conf.ACCOUNT_KEYS)):
+            messages.append(
+                Warning(
+                    f"{conf.account_key_path(alias, key)} is not an account setting.",
+                    hint=f"Account settings are: {', '.join(conf.ACCOUNT_KEYS)}.",
+                    id=f"{_ID}.W001",
+                )
+            )
+        inherited = {
+            k: merged.get(k)
+            for k in conf.ACCOUNT_KEYS
+            if k not in ("ACCOUNT_SID", "API_KEY", "API_TOKEN")
+        }
+        accounts[str(alias)] = {**inherited, **data}
+    for alias, data in accounts.items():
+        messages.extend(_check_account(alias, data))
+    messages.extend(_check_general(merged))
+    return messages
+
+
+def _check_account(alias: str, data: dict[str, Any]) -> list[CheckMessage]:
+    out: list[CheckMessage] = []
+    for key in ("ACCOUNT_SID", "API_KEY", "API_TOKEN"):
+        value = data.get(key)
+        if not value:
+            out.append(
+                Error(
+                    f"{conf.account_key_path(alias, key)} is not set.",
+                    hint="Copy it from the API settings page of your Exotel dashboard.",
+                    id=f"{_ID}.E010",
+                )
+            )
+        elif not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            out.append(
+                Error(
+                    f"{conf.account_key_path(alias, key)} must be a string without spaces.",
+                    id=f"{_ID}.E011",
+                )
+            )
+    subdomain = data.get("SUBDOMAIN")
+    if subdomain and subdomain not in conf.SUBDOMAINS:
+        out.append(
+            Error(
+                f"{conf.account_key_path(alias, 'SUBDOMAIN')} is {subdomain!r}.",
+                hint="Use 'api.exotel.com' (Singapore) or 'api.in.exotel.com' (Mumbai); "
+                "for a local stand-in set BASE_URL instead.",
+                id=f"{_ID}.E012",
+            )
+        )
+    if data.get("BASE_URL") is not None:
+        problem = _url_problem(data["BASE_URL"])
+        if problem:
+            out.append(
+                Error(f"{conf.account_key_path(alias, 'BASE_URL')} {problem}.", id=f"{_ID}.E013")
+            )
+    for key in ("CONNECT_TIMEOUT", "READ_TIMEOUT"):
+        value = data.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            out.append(
+                Error(
+                    f"{conf.account_key_path(alias, key)} must be a positive number of seconds.",
+                    id=f"{_ID}.E014",
+                )
+            )
+    for key in ("RATE_LIMIT", "GET_RATE_LIMIT"):
+        value = data.get(key)
+        if value is not None:
+            try:
+                from limits import parse
+
+                parse(value)
+            except ValueError:
+                out.append(
+                    Error(
+                        f"{conf.account_key_path(alias, key)} is {value!r}.",
+                        hint="Use a rate such as '200/minute' or '3/second'.",
+                        id=f"{_ID}.E015",
+                    )
+                )
+    return out
+
+
+def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
+    out: list[CheckMessage] = []
+    name = conf.SETTINGS_NAME
+    if s["DELIVERY"] not in conf.DELIVERY_MODES:
+        out.append(
+            Error(
+                f"{name}['DELIVERY'] is {s['DELIVERY']!r}.",
+                hint="Use 'at-most-once' (default) or 'at-least-once'.",
+                id=f"{_ID}.E020",
+            )
+        )
+    if s["STATUS_CALLBACKS"]:
+        if not s["CALLBACK_BASE_URL"]:
+            out.append(
+                Warning(
+                    f"{name}['CALLBACK_BASE_URL'] is not set, so Exotel cannot report "
+                    "delivery status.",
+                    hint="Set it to the public https URL where django_exotel_sms.urls is "
+                    "served (e.g. 'https://example.com/exotel/'), or set "
+                    f"{name}['STATUS_CALLBACKS'] = False.",
+                    id=f"{_ID}.W010",
+                )
+            )
+        else:
+            problem = _url_problem(s["CALLBACK_BASE_URL"])
+            if problem:
+                out.append(
+                    Error(f"{name}['CALLBACK_BASE_URL'] {problem}.", id=f"{_ID}.E021")
+                )
+    try:
+        import_string(s["BACKEND"])
+    except ImportError:
+        out.append(
+            Error(
+                f"{name}['BACKEND'] is {s['BACKEND']!r}, which cannot be imported.",
+                hint="Use 'django_exotel_sms.backends.exotel.ExotelBackend', "
+                "'...locmem.LocmemBackend' or '...console.ConsoleBackend'.",
+                id=f"{_ID}.E022",
+            )
+        )
+    region = s["DEFAULT_REGION"]
+    if region is not None:
+        import phonenumbers
+
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            out.append(
+                Error(
+                    f"{name}['DEFAULT_REGION'] is {region!r}, not a known region code.",
+                    hint="Use a two-letter region code such as 'IN', or None to require "
+                    "numbers in +E.164 form.",
+                    id=f"{_ID}.E023",
+                )
+            )
+    for key in ("CHUNK_SIZE",):
+        value = s[key]
+        if not isinstance(value, int) or not 1 <= value <= 100:
+            out.append(
+                Error(
+                    f"{name}['{key}'] must be an integer from 1 to 100 (Exotel's limit per "
+                    "request).",
+                    id=f"{_ID}.E024",
+                )
+            )
+    for key in ("MAX_ATTEMPTS", "DLT_MAX_VAR_LENGTH", "BATCH_PARALLELISM"):
+        value = s[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            out.append(
+                Error(f"{name}['{key}'] must be a positive integer.", id=f"{_ID}.E025")
+            )
+    keys = s["SIGNING_KEYS"]
+    if keys is not None and (
+        not isinstance(keys, (list, tuple)) or not keys or not all(isinstance(k, str) for k in keys)
+    ):
+        out.append(
+            Error(
+                f"{name}['SIGNING_KEYS'] must be a non-empty list of strings (newest first).",
+                id=f"{_ID}.E026",
+            )
+        )
+    return out

@@ -1,0 +1,263 @@
+"""Validate what a caller asked to send and turn it into message fields, before anything is saved.
+
+Every door (manager, template, admin, REST API, management commands) ends up here, so
+the rules and their error texts are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+
+from . import dlt, encoding, phone
+from .conf import get_account, get_settings
+
+if TYPE_CHECKING:
+    from .models import SenderId, SmsTemplate
+
+SMS_TYPES = ("transactional", "transactional_opt_in", "promotional")
+PRIORITIES = ("normal", "high")
+ENCODINGS = ("plain", "unicode")
+# Keys accepted per message in send_bulk(messages=[...]); Exotel's bulksend takes
+# From, SmsType and DltTemplateId per message, everything else once per request.
+MESSAGE_KEYS = frozenset(
+    {
+        "to",
+        "body",
+        "sender",
+        "template",
+        "context",
+        "dlt_template_id",
+        "sms_type",
+    }
+)
+
+
+class SmsValidationError(ValidationError):
+    """Raised before anything is saved; ``message_dict`` maps field names to error texts."""
+
+
+class Composer:
+    """Validates messages; caches look-ups so a 100,000-recipient bulk costs few queries."""
+
+    def __init__(self, account: str | None = None) -> None:
+        self.settings = get_settings()
+        self.account_alias = account or "default"
+        if self.account_alias not in self.settings.accounts:
+            raise SmsValidationError(
+                {
+                    "account": [
+                        f"Unknown Exotel account {self.account_alias!r}: add it to "
+                        "EXOTEL_SMS['ACCOUNTS']."
+                    ]
+                }
+            )
+        data = self.settings.accounts[self.account_alias]
+        self.default_sender: str | None = data.get("DEFAULT_SENDER")
+        self.default_entity: str | None = data.get("DLT_ENTITY_ID")
+        self._senders: dict[str, SenderId | None] = {}
+        self._templates: dict[object, SmsTemplate] = {}
+        self._templates_by_dlt_id: dict[str, SmsTemplate | None] = {}
+        self._matches: dict[tuple[str, str], dlt.MatchResult] = {}
+
+    # -- look-ups -------------------------------------------------------------------------
+
+    def template(self, value: SmsTemplate | str | int | None) -> SmsTemplate | None:
+        from .models import SmsTemplate
+
+        if value is None or value == "":
+            return None
+        if isinstance(value, SmsTemplate):
+            return value
+        if value not in self._templates:
+            lookup = {"pk": value} if isinstance(value, int) else {"name": value}
+            try:
+                self._templates[value] = SmsTemplate.objects.select_related(
+                    "sender", "entity", "sender__entity"
+                ).get(**lookup)
+            except SmsTemplate.DoesNotExist:
+                raise SmsValidationError(
+                    {"template": [f"No SMS template named {value!r}."]}
+                ) from None
+        return self._templates[value]
+
+    def _sender_row(self, header: str) -> SenderId | None:
+        from .models import SenderId
+
+        if header not in self._senders:
+            self._senders[header] = (
+                SenderId.objects.select_related("entity").filter(header=header).first()
+            )
+        return self._senders[header]
+
+    def _template_for_dlt_id(self, dlt_template_id: str) -> SmsTemplate | None:
+        from .models import SmsTemplate
+
+        if dlt_template_id not in self._templates_by_dlt_id:
+            self._templates_by_dlt_id[dlt_template_id] = SmsTemplate.objects.filter(
+                dlt_template_id=dlt_template_id
+            ).first()
+        return self._templates_by_dlt_id[dlt_template_id]
+
+    def _match(self, template_body: str, text: str) -> dlt.MatchResult:
+        key = (template_body, text)
+        if key not in self._matches:
+            if len(self._matches) > 1000:
+                self._matches.clear()
+            self._matches[key] = dlt.match(
+                template_body, text, max_var_length=self.settings.dlt_max_var_length
+            )
+        return self._matches[key]
+
+    # -- the rules ------------------------------------------------------------------------
+
+    def compose(
+        self,
+        to: str,
+        body: str | None = None,
+        *,
+        sender: str | None = None,
+        template: SmsTemplate | str | int | None = None,
+        context: Mapping[str, Any] | Sequence[Any] | None = None,
+        dlt_template_id: str | None = None,
+        dlt_entity_id: str | None = None,
+        sms_type: str | None = None,
+        custom_field: str | None = None,
+        priority: str | None = None,
+        encoding_type: str | None = None,
+        shorten_urls: bool | None = None,
+        shorten_url_params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Model field values for one message, or SmsValidationError naming every problem."""
+        errors: dict[str, list[str]] = {}
+        tpl = None
+        try:
+            tpl = self.template(template)
+        except SmsValidationError as exc:
+            errors.update(exc.message_dict)
+
+        number = ""
+        try:
+            number = phone.normalize(to, self.settings.default_region)
+        except phone.InvalidNumber as exc:
+            errors.setdefault("to", []).append(str(exc))
+
+        if tpl is not None:
+            if not tpl.is_active:
+                errors.setdefault("template", []).append(
+                    f"Template {tpl.name!r} is inactive; activate it before sending."
+                )
+            if body is None:
+                try:
+                    body = dlt.render(tpl.body, context or [])
+                except ValueError as exc:
+                    errors.setdefault("context", []).append(str(exc))
+            dlt_template_id = dlt_template_id or tpl.dlt_template_id or None
+            sms_type = sms_type or tpl.sms_type
+            if sender is None and tpl.sender_id is not None and tpl.sender is not None:
+                sender = tpl.sender.header
+        elif body is None:
+            errors.setdefault("body", []).append("Give a body or a template.")
+
+        if body is not None:
+            try:
+                encoding.check_body(body)
+            except ValueError as exc:
+                errors.setdefault("body", []).append(str(exc))
+        # A body given with (or registered under) a DLT template must match it exactly.
+        match_against = tpl
+        if match_against is None and dlt_template_id:
+            match_against = self._template_for_dlt_id(str(dlt_template_id))
+        if body and match_against is not None and "body" not in errors and "context" not in errors:
+            result = self._match(match_against.body, body)
+            if not result.matched:
+                errors.setdefault("body" if context is None else "context", []).append(
+                    f"The text does not match DLT template {match_against.name!r}: "
+                    f"{result.reason}."
+                )
+
+        segments = None
+        if body and "body" not in errors:
+            if encoding_type is not None and encoding_type not in ENCODINGS:
+                errors.setdefault("encoding", []).append(
+                    f"encoding must be 'plain' or 'unicode', not {encoding_type!r}."
+                )
+            else:
+                try:
+                    segments = encoding.count_segments(body, encoding_type)
+                except ValueError as exc:
+                    errors.setdefault("encoding", []).append(str(exc))
+
+        sender = sender or self.default_sender
+        if not sender:
+            errors.setdefault("sender", []).append(
+                "No sender: pass sender=..., set one on the template, or set "
+                "EXOTEL_SMS['DEFAULT_SENDER']."
+            )
+        sender_row = self._sender_row(sender) if sender else None
+        if sender_row is not None and not sender_row.is_active:
+            errors.setdefault("sender", []).append(f"Sender ID {sender!r} is inactive.")
+
+        entity = dlt_entity_id
+        if not entity and tpl is not None and tpl.entity_id is not None and tpl.entity:
+            entity = tpl.entity.entity_id
+        if not entity and sender_row is not None and sender_row.entity is not None:
+            entity = sender_row.entity.entity_id
+        entity = entity or self.default_entity
+        if entity and not str(entity).isdigit():
+            errors.setdefault("dlt_entity_id", []).append(
+                f"A DLT entity id is made of digits; got {entity!r}."
+            )
+        if (
+            number
+            and not entity
+            and self.settings.require_dlt_for_india
+            and phone.is_indian(number)
+        ):
+            errors.setdefault("dlt_entity_id", []).append(
+                f"Messages to Indian numbers ({number}) need a DLT entity id: pass "
+                "dlt_entity_id=..., set an entity on the template or on the sender ID, or set "
+                "EXOTEL_SMS['DLT_ENTITY_ID']."
+            )
+        if dlt_template_id and not str(dlt_template_id).isdigit():
+            errors.setdefault("dlt_template_id", []).append(
+                f"A DLT template id is made of digits; got {dlt_template_id!r}."
+            )
+        if sms_type and sms_type not in SMS_TYPES:
+            errors.setdefault("sms_type", []).append(
+                f"sms_type must be one of {', '.join(SMS_TYPES)}; got {sms_type!r}."
+            )
+        if priority and priority not in PRIORITIES:
+            errors.setdefault("priority", []).append(
+                f"priority must be 'normal' or 'high'; got {priority!r}."
+            )
+        if custom_field is not None and len(str(custom_field)) > 255:
+            errors.setdefault("custom_field", []).append(
+                "custom_field is longer than 255 characters."
+            )
+        if errors:
+            raise SmsValidationError(errors)
+        assert body is not None and segments is not None
+        return {
+            "to": number,
+            "body": body,
+            "sender": sender,
+            "template": tpl,
+            "dlt_template_id": str(dlt_template_id or ""),
+            "dlt_entity_id": str(entity or ""),
+            "sms_type": sms_type or "",
+            "encoding": segments.encoding,
+            "segments": segments.segments,
+            "priority": priority or "",
+            "custom_field": "" if custom_field is None else str(custom_field),
+            "shorten_urls": shorten_urls,
+            "shorten_url_params": dict(shorten_url_params) if shorten_url_params else None,
+            "account": self.account_alias,
+        }
+
+
+def check_account_configured(account: str | None) -> None:
+    """Fail before saving when the account's credentials are missing (ImproperlyConfigured)."""
+    get_account(account)

@@ -1,0 +1,533 @@
+"""Claim -> transport -> record: the one path that tasks and synchronous sends share.
+
+* claim: a short transaction moves up to 100 pending rows to ``submitting`` under a
+  fresh token (``select_for_update(skip_locked=True)`` where the database has it), so
+  two workers never hold the same row;
+* transport: one HTTP request per chunk through the backend, outside any transaction,
+  after the account's shared rate limit grants a slot;
+* record: one conditional, set-based UPDATE writes every row's outcome, only where the
+  row is still ours; one INSERT writes the status history.
+
+Queries per chunk are constant, whatever the chunk holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from . import callbacks, ratelimit, signals, status
+from .backends import get_backend
+from .client import BulkResult, SmsResult
+from .conf import get_settings
+from .exceptions import (
+    ExotelAPIError,
+    ExotelConnectionError,
+    ExotelError,
+    ExotelReadTimeout,
+    ExotelResponseError,
+    ExotelTransportError,
+)
+from .models import SmsBatch, SmsMessage, StatusEvent
+
+logger = logging.getLogger(__name__)
+
+# What a worker reads of a claimed row to build the request.
+ROW_FIELDS = (
+    "pk",
+    "to",
+    "body",
+    "sender",
+    "dlt_template_id",
+    "dlt_entity_id",
+    "sms_type",
+    "encoding",
+    "priority",
+    "custom_field",
+    "shorten_urls",
+    "shorten_url_params",
+    "account",
+    "batch_id",
+    "attempts",
+)
+
+
+@dataclass
+class Outcome:
+    """What one run did; ``retry_after`` says when to come back for rows left pending."""
+
+    claimed: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    uncertain: int = 0
+    released: int = 0
+    requests: int = 0
+    retry_after: float | None = None
+    more: bool = False
+
+    def add(self, other: Outcome) -> None:
+        for name in ("claimed", "accepted", "rejected", "uncertain", "released", "requests"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, other.retry_after)
+
+
+@dataclass
+class Claim:
+    token: uuid.UUID
+    rows: list[dict[str, Any]]
+    batch: SmsBatch | None = None
+    previous: dict[int, str] = field(default_factory=dict)
+
+
+def _db() -> str:
+    return router.db_for_write(SmsMessage)
+
+
+def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
+    db = _db()
+    token = uuid.uuid4()
+    now = timezone.now()
+    with transaction.atomic(using=db):
+        qs = (
+            base.using(db)
+            .filter(status=status.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("pk")
+        )
+        if connections[db].features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True)
+        ids = list(qs.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return None
+        # The status condition makes the claim safe on databases without row locks too.
+        SmsMessage.objects.using(db).filter(pk__in=ids, status=status.PENDING).update(
+            status=status.SUBMITTING,
+            claim_token=token,
+            claimed_at=now,
+            request_started_at=None,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    rows = list(
+        SmsMessage.objects.using(db)
+        .filter(claim_token=token, status=status.SUBMITTING)
+        .order_by("pk")
+        .values(*ROW_FIELDS)
+    )
+    if not rows:
+        return None
+    return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
+
+
+def _mark_request_started(claim: Claim) -> None:
+    # A stale claim without this mark never reached Exotel and may be sent again safely.
+    SmsMessage.objects.using(_db()).filter(
+        claim_token=claim.token, status=status.SUBMITTING
+    ).update(request_started_at=timezone.now())
+
+
+# -- building requests ------------------------------------------------------------------
+
+
+def _options(row: dict[str, Any], *, callback: str | None, per_message: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "status_callback": callback,
+        "dlt_entity_id": row["dlt_entity_id"] or None,
+        "priority": row["priority"] or None,
+        "custom_field": row["custom_field"] or None,
+    }
+    if row["shorten_urls"] is not None:
+        options["shorten_url"] = row["shorten_urls"]
+        params = dict(row["shorten_url_params"] or {})
+        if row["shorten_urls"] and params.get("tracking") and "click_tracking_callback_url" not in params:
+            kind, pk = (
+                (callbacks.BATCH, row["batch_id"])
+                if row["batch_id"]
+                else (callbacks.MESSAGE, row["pk"])
+            )
+            url = callbacks.click_callback_url(kind, pk)
+            if url:
+                params["click_tracking_callback_url"] = url
+        options["shorten_url_params"] = params or None
+    if not per_message:
+        options["dlt_template_id"] = row["dlt_template_id"] or None
+        options["sms_type"] = row["sms_type"] or None
+        options["encoding_type"] = row["encoding"] or None
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _request_key(row: dict[str, Any], dynamic: bool) -> tuple[Any, ...]:
+    shared = (
+        row["dlt_entity_id"],
+        row["priority"],
+        row["custom_field"],
+        row["shorten_urls"],
+        repr(row["shorten_url_params"]),
+        row["account"],
+    )
+    if dynamic:
+        return shared
+    return (
+        *shared,
+        row["body"],
+        row["sender"],
+        row["dlt_template_id"],
+        row["sms_type"],
+        row["encoding"],
+    )
+
+
+def _transport(
+    rows: Sequence[dict[str, Any]], batch: SmsBatch | None
+) -> Callable[[], list[SmsResult]]:
+    """A thunk doing exactly one HTTP request for these rows (all share one request key)."""
+    first = rows[0]
+    backend = get_backend(first["account"])
+    if batch is None:
+        callback = callbacks.status_callback_url(callbacks.MESSAGE, first["pk"])
+    else:
+        callback = callbacks.status_callback_url(callbacks.BATCH, batch.pk)
+
+    if batch is None:
+        options = _options(first, callback=callback, per_message=False)
+        return lambda: [backend.send(first["to"], first["body"], first["sender"], **options)]
+    if batch.kind == SmsBatch.KIND_STATIC:
+        options = _options(first, callback=callback, per_message=False)
+        numbers = [r["to"] for r in rows]
+
+        def static() -> list[SmsResult]:
+            result: BulkResult = backend.send_bulk(
+                numbers, first["body"], first["sender"], **options
+            )
+            return list(result.results)
+
+        return static
+    options = _options(first, callback=callback, per_message=True)
+    messages = [
+        {
+            k: v
+            for k, v in {
+                "to": r["to"],
+                "body": r["body"],
+                "sender": r["sender"] or None,
+                "sms_type": r["sms_type"] or None,
+                "dlt_template_id": r["dlt_template_id"] or None,
+            }.items()
+            if v is not None
+        }
+        for r in rows
+    ]
+
+    def dynamic() -> list[SmsResult]:
+        return list(backend.send_dynamic_bulk(messages, None, **options).results)
+
+    return dynamic
+
+
+# -- recording --------------------------------------------------------------------------
+
+
+def _result_fields(result: SmsResult, now: Any) -> dict[str, Any]:
+    reported = status.normalize_exotel_status(result.status)
+    if result.sid and reported != status.FAILED:
+        new = reported or status.QUEUED
+        if not status.can_advance(status.SUBMITTING, new):
+            new = status.QUEUED
+        return {
+            "sid": result.sid,
+            "status": new,
+            "detailed_status_code": result.detailed_status_code,
+            "detailed_status": result.detailed_status or "",
+            "sms_units": result.sms_units,
+            "price": result.price,
+            "submitted_at": now,
+            "sent_at": result.date_sent,
+            "error_code": None,
+            "error_message": "",
+        }
+    info = status.describe_code(result.detailed_status_code)
+    text = result.detailed_status or (info.name if info else "") or "Rejected by Exotel"
+    return {
+        "sid": result.sid,
+        "status": status.REJECTED,
+        "detailed_status_code": result.detailed_status_code,
+        "detailed_status": result.detailed_status or (info.name if info else ""),
+        "error_code": result.detailed_status_code,
+        "error_message": text,
+    }
+
+
+def _case_update(per_row: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Turn {pk: {field: value}} into one UPDATE's ``field=Case(When(pk=..))`` arguments."""
+    names = sorted({name for values in per_row.values() for name in values})
+    meta = SmsMessage._meta
+    update: dict[str, Any] = {}
+    for name in names:
+        model_field = meta.get_field(name)
+        whens = [
+            When(pk=pk, then=Value(values[name], output_field=model_field))  # type: ignore[misc]
+            for pk, values in per_row.items()
+            if name in values
+        ]
+        update[name] = Case(*whens, default=F(name), output_field=model_field)  # type: ignore[misc]
+    return update
+
+
+def _apply(
+    claim: Claim,
+    per_row: dict[int, dict[str, Any]],
+    *,
+    source: str,
+    note: str = "",
+    from_statuses: Iterable[str] = (status.SUBMITTING,),
+) -> list[int]:
+    """Write each still-owned row's outcome in one UPDATE; history in one INSERT."""
+    if not per_row:
+        return []
+    db = _db()
+    now = timezone.now()
+    with transaction.atomic(using=db):
+        owned = dict(
+            SmsMessage.objects.using(db)
+            .select_for_update()
+            .filter(pk__in=list(per_row), claim_token=claim.token, status__in=list(from_statuses))
+            .values_list("pk", "status")
+        )
+        if len(owned) < len(per_row):
+            logger.warning(
+                "%d claimed message(s) were taken over before their outcome was recorded; "
+                "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
+                len(per_row) - len(owned),
+            )
+        if not owned:
+            return []
+        rows = {pk: per_row[pk] for pk in owned}
+        SmsMessage.objects.using(db).filter(pk__in=list(owned), claim_token=claim.token).update(
+            updated_at=now, **_case_update(rows)
+        )
+        StatusEvent.objects.using(db).bulk_create(
+            [
+                StatusEvent(
+                    message_id=pk,
+                    status=values["status"],
+                    detailed_status_code=values.get("detailed_status_code"),
+                    detailed_status=(values.get("detailed_status") or "")[:64],
+                    source=source,
+                    note=note[:255],
+                )
+                for pk, values in rows.items()
+            ]
+        )
+        signals.notify_after_commit(
+            ((pk, owned[pk], values["status"], source) for pk, values in rows.items()),
+            using=db,
+        )
+    return list(owned)
+
+
+def _record_results(claim: Claim, rows: Sequence[dict[str, Any]], results: list[SmsResult]) -> Outcome:
+    now = timezone.now()
+    outcome = Outcome(requests=1)
+    per_row: dict[int, dict[str, Any]] = {}
+    for row, result in zip(rows, results):
+        per_row[row["pk"]] = _result_fields(result, now)
+    # Exotel answers one entry per recipient in request order; a short answer leaves the
+    # rest unknown rather than guessed.
+    missing = [row["pk"] for row in rows[len(results) :]]
+    _apply(claim, per_row, source=StatusEvent.SOURCE_API)
+    for values in per_row.values():
+        if values["status"] == status.REJECTED:
+            outcome.rejected += 1
+        else:
+            outcome.accepted += 1
+    if missing:
+        outcome.add(_unknown(claim, missing, "Exotel's answer had fewer entries than recipients"))
+    return outcome
+
+
+def _backoff(attempts: int, retry_after: float | None) -> float:
+    s = get_settings()
+    delay = min(s.retry_backoff_max, s.retry_backoff ** max(attempts, 1))
+    delay *= random.uniform(0.5, 1.5)  # jitter: workers throttled together come back apart
+    if retry_after:
+        delay = max(delay, retry_after)
+    return min(delay, s.retry_backoff_max)
+
+
+def _release(claim: Claim, pks: list[int], exc: ExotelError, retry_after: float | None) -> Outcome:
+    """Exotel certainly did not take these: back to pending, or failed when out of attempts."""
+    s = get_settings()
+    attempts = {r["pk"]: r["attempts"] for r in claim.rows if r["pk"] in set(pks)}
+    give_up = [pk for pk, n in attempts.items() if n >= s.max_attempts]
+    retry = [pk for pk in pks if pk not in set(give_up)]
+    code = getattr(exc, "code", None)
+    delay = _backoff(max(attempts.values(), default=1), retry_after)
+    outcome = Outcome(requests=1)
+    if retry:
+        outcome.released = SmsMessage.objects.using(_db()).filter(
+            pk__in=retry, claim_token=claim.token, status=status.SUBMITTING
+        ).update(
+            status=status.PENDING,
+            claim_token=None,
+            request_started_at=None,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            error_code=code,
+            error_message=str(exc)[:1000],
+            updated_at=timezone.now(),
+        )
+        outcome.retry_after = delay
+    if give_up:
+        fields = {
+            "status": status.FAILED,
+            "error_code": code,
+            "error_message": f"Gave up after {s.max_attempts} attempts: {exc}"[:1000],
+        }
+        _apply(
+            claim,
+            {pk: dict(fields) for pk in give_up},
+            source=StatusEvent.SOURCE_LOCAL,
+            note="retries exhausted",
+        )
+        outcome.rejected += len(give_up)
+    return outcome
+
+
+def _reject(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    fields = {"status": status.REJECTED, "error_code": code, "error_message": str(message)[:1000]}
+    _apply(claim, {pk: dict(fields) for pk in pks}, source=StatusEvent.SOURCE_API, note=str(exc)[:255])
+    return Outcome(requests=1, rejected=len(pks))
+
+
+def _unknown(claim: Claim, pks: list[int], reason: str) -> Outcome:
+    """Exotel may or may not have taken these. Default: never resend (at-most-once)."""
+    if get_settings().at_least_once:
+        n = SmsMessage.objects.using(_db()).filter(
+            pk__in=pks, claim_token=claim.token, status=status.SUBMITTING
+        ).update(
+            status=status.PENDING,
+            claim_token=None,
+            request_started_at=None,
+            error_message=f"Resending (at-least-once): {reason}"[:1000],
+            updated_at=timezone.now(),
+        )
+        return Outcome(requests=1, released=n, retry_after=get_settings().retry_backoff)
+    fields = {"status": status.UNCERTAIN, "error_message": reason[:1000]}
+    _apply(claim, {pk: dict(fields) for pk in pks}, source=StatusEvent.SOURCE_LOCAL, note=reason)
+    return Outcome(requests=1, uncertain=len(pks))
+
+
+def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None) -> Outcome:
+    pks = [r["pk"] for r in rows]
+    request = _transport(rows, batch)
+    account = rows[0]["account"]
+    if not ratelimit.acquire(account, "post"):
+        return _release(claim, pks, ExotelError("local rate limit: no slot within 60 s"), 1.0)
+    try:
+        results = request()
+    except ExotelAPIError as exc:
+        if exc.retryable:
+            return _release(claim, pks, exc, exc.retry_after)
+        return _reject(claim, pks, exc)
+    except ExotelConnectionError as exc:
+        return _release(claim, pks, exc, None)
+    except ExotelReadTimeout as exc:
+        return _unknown(claim, pks, f"No answer from Exotel ({exc}); it may have been accepted.")
+    except ExotelTransportError as exc:
+        return _unknown(claim, pks, f"Connection lost after sending ({exc}).")
+    except ExotelResponseError as exc:
+        if exc.http_status is not None and 200 <= exc.http_status < 300:
+            return _unknown(claim, pks, f"Exotel accepted but its answer was unreadable: {exc}")
+        if exc.http_status is not None and exc.http_status >= 500:
+            return _release(claim, pks, exc, None)
+        return _reject(claim, pks, exc)
+    except ExotelError as exc:  # e.g. ExotelRequestError: our request was invalid
+        return _reject(claim, pks, exc)
+    return _record_results(claim, rows, results)
+
+
+def _deliver(claim: Claim, batch: SmsBatch | None) -> Outcome:
+    outcome = Outcome(claimed=len(claim.rows))
+    _mark_request_started(claim)
+    dynamic = batch is not None and batch.kind == SmsBatch.KIND_DYNAMIC
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in claim.rows:
+        groups.setdefault(_request_key(row, dynamic), []).append(row)
+    for rows in groups.values():
+        outcome.add(_send_group(claim, rows, batch))
+    return outcome
+
+
+def deliver_message(pk: int) -> Outcome:
+    """Send one pending message (no-op if another worker has it or it was sent)."""
+    base = SmsMessage.objects.filter(pk=pk, batch__isnull=True)
+    claim = _claim(base, 1)
+    if claim is None:
+        return Outcome(retry_after=_due_in(base))
+    return _deliver(claim, None)
+
+
+def deliver_batch(batch_pk: int, *, time_budget: float | None = None) -> Outcome:
+    """Send a batch's pending messages chunk by chunk until none is left (or time is up)."""
+    batch = SmsBatch.objects.filter(pk=batch_pk).first()
+    if batch is None:
+        return Outcome()
+    chunk = get_settings().chunk_size
+    started = time.monotonic()
+    total = Outcome()
+    base = SmsMessage.objects.filter(batch_id=batch_pk)
+    while True:
+        claim = _claim(base, chunk)
+        if claim is None:
+            break
+        result = _deliver(claim, batch)
+        total.add(result)
+        if result.retry_after is not None:
+            break
+        if time_budget is not None and time.monotonic() - started > time_budget:
+            total.more = True
+            break
+    if total.retry_after is None and not total.more:
+        total.retry_after = _due_in(base)
+    return total
+
+
+def _due_in(qs: QuerySet[SmsMessage]) -> float | None:
+    """Seconds until the earliest row waiting out a backoff is due; None if none waits."""
+    due = (
+        qs.filter(status=status.PENDING)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if due is None:
+        return None
+    return max(0.0, (due - timezone.now()).total_seconds())
+
+
+def run_until_done(step: Callable[[], Outcome], max_wait: float = 600.0) -> Outcome:
+    """Synchronous sending: repeat a step, sleeping out backoffs, like a task's retries."""
+    total = Outcome()
+    deadline = time.monotonic() + max_wait
+    while True:
+        outcome = step()
+        total.add(outcome)
+        total.retry_after = outcome.retry_after
+        if outcome.retry_after is None and not outcome.more:
+            return total
+        if time.monotonic() >= deadline:
+            return total
+        if outcome.retry_after:
+            time.sleep(min(outcome.retry_after, max(0.0, deadline - time.monotonic())))

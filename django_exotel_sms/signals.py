@@ -1,0 +1,78 @@
+"""Signals, and the one place that fires them.
+
+Receivers get ``message`` (an ``SmsMessage``) and ``previous_status``; the signals are
+sent after the transaction that changed the status commits, so a receiver never sees
+a status that is later rolled back. A receiver that raises is logged, never propagated:
+it must not fail a callback or a task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.dispatch import Signal
+
+from . import status
+
+if TYPE_CHECKING:
+    from .models import SmsMessage
+
+logger = logging.getLogger(__name__)
+
+sms_status_changed = Signal()  # message, previous_status, new_status, source
+sms_delivered = Signal()  # message, previous_status
+sms_failed = Signal()  # message, previous_status
+
+
+def _has_listeners() -> bool:
+    return any(s.has_listeners() for s in (sms_status_changed, sms_delivered, sms_failed))
+
+
+def _send_robust(signal: Signal, **kwargs: object) -> None:
+    for receiver, result in signal.send_robust(sender=_sender_class(), **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "django_exotel_sms signal receiver %r raised", receiver, exc_info=result
+            )
+
+
+def _sender_class() -> type[SmsMessage]:
+    from .models import SmsMessage
+
+    return SmsMessage
+
+
+def notify_after_commit(changes: Iterable[tuple[int, str, str, str]], using: str = "default") -> None:
+    """Schedule signals for ``(message_pk, previous, new, source)`` moves, after commit.
+
+    Callers only pass moves their conditional UPDATE actually made, so a terminal
+    signal fires once per message however many reports arrive.
+    """
+    changes = list(changes)
+    if not changes or not _has_listeners():
+        return
+
+    def fire() -> None:
+        from .models import SmsMessage
+
+        by_pk = SmsMessage.objects.using(using).in_bulk([pk for pk, *_ in changes])
+        for pk, previous, new, source in changes:
+            message = by_pk.get(pk)
+            if message is None:
+                continue
+            _send_robust(
+                sms_status_changed,
+                message=message,
+                previous_status=previous,
+                new_status=new,
+                source=source,
+            )
+            if new == status.SENT:
+                _send_robust(sms_delivered, message=message, previous_status=previous)
+            elif status.is_failure(new):
+                _send_robust(sms_failed, message=message, previous_status=previous)
+
+    transaction.on_commit(fire, using=using)

@@ -1,0 +1,74 @@
+"""Celery tasks: thin wrappers over ``sending`` and ``reconcile``; arguments are primary keys.
+
+``acks_late`` is safe here because delivery is idempotent: a redelivered task can only
+claim rows that are still pending. ``reject_on_worker_lost`` puts a task back on the
+queue when its worker is killed; stale claims it left are recovered by ``reconcile``.
+Retry countdowns are capped by ``RETRY_BACKOFF_MAX`` (default 300 s), which must stay
+below the Redis transport's ``visibility_timeout`` (default 3600 s).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from . import reconcile as reconcile_mod
+from . import sending
+from .conf import get_settings
+
+logger = logging.getLogger(__name__)
+
+BATCH_TIME_BUDGET = 240.0  # seconds one send_batch run works before handing over
+
+
+def _options() -> dict[str, Any]:
+    queue = get_settings().task_queue
+    return {"queue": queue} if queue else {}
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def send_message(self: Any, message_id: int) -> dict[str, Any]:
+    outcome = sending.deliver_message(message_id)
+    if outcome.retry_after is not None:
+        send_message.apply_async((message_id,), countdown=outcome.retry_after, **_options())
+    return outcome.__dict__
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def send_batch(self: Any, batch_id: int) -> dict[str, Any]:
+    outcome = sending.deliver_batch(batch_id, time_budget=BATCH_TIME_BUDGET)
+    if outcome.more:
+        send_batch.apply_async((batch_id,), **_options())
+    elif outcome.retry_after is not None:
+        send_batch.apply_async((batch_id,), countdown=outcome.retry_after, **_options())
+    return outcome.__dict__
+
+
+@shared_task(ignore_result=True)
+def refresh_message(message_id: int) -> bool:
+    from .models import SmsMessage
+
+    message = SmsMessage.objects.filter(pk=message_id).first()
+    return bool(message and reconcile_mod.refresh_message(message))
+
+
+@shared_task(ignore_result=True)
+def reconcile(limit: int | None = None) -> dict[str, Any]:
+    """Periodic: recover stale claims, resume lost work, ask Exotel about open messages."""
+    report = reconcile_mod.run(limit)
+    for batch_id in report.batches_to_resume:
+        send_batch.apply_async((batch_id,), **_options())
+    for message_id in report.messages_to_resume:
+        send_message.apply_async((message_id,), **_options())
+    logger.info("django_exotel_sms reconcile: %s", report)
+    return {
+        "reclaimed_pending": report.reclaimed_pending,
+        "marked_uncertain": report.marked_uncertain,
+        "checked": report.checked,
+        "updated": report.updated,
+        "errors": report.errors,
+        "resumed_batches": len(report.batches_to_resume),
+        "resumed_messages": len(report.messages_to_resume),
+    }

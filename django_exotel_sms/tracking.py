@@ -1,0 +1,94 @@
+"""The monotonic update: what callbacks and reconciliation learn, applied forward-only.
+
+Each report becomes a ``StatusEvent``; it changes the message only when it moves the
+status forward (``status.can_advance``). The change is one conditional UPDATE, so of
+two reports racing to a terminal status exactly one wins, and its signals fire once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from . import signals, status
+from .models import SmsMessage, StatusEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    status: str
+    detailed_status_code: int | None = None
+    detailed_status: str = ""
+    sms_units: int | None = None
+    price: Decimal | None = None
+    date_sent: datetime | None = None
+    sid: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def _behind(new: str) -> list[str]:
+    """Statuses a message may be in for ``new`` to be a forward move."""
+    return [s for s, _ in status.STATUS_CHOICES if status.can_advance(s, new)]
+
+
+def apply_report(message_pk: int, report: StatusReport, source: str) -> bool:
+    """Record ``report`` for a message; True when it moved the status forward."""
+    db = router.db_for_write(SmsMessage)
+    now = timezone.now()
+    with transaction.atomic(using=db):
+        current = (
+            SmsMessage.objects.using(db)
+            .select_for_update()
+            .filter(pk=message_pk)
+            .values_list("status", "sid")
+            .first()
+        )
+        if current is None:
+            return False
+        previous, sid = current
+        updates: dict[str, Any] = {
+            "status": report.status,
+            "detailed_status_code": report.detailed_status_code,
+            "detailed_status": report.detailed_status[:64],
+            "updated_at": now,
+        }
+        if report.sms_units is not None:
+            updates["sms_units"] = report.sms_units
+        if report.price is not None:
+            updates["price"] = report.price
+        if report.date_sent is not None:
+            updates["sent_at"] = report.date_sent
+        if report.sid and not sid:
+            # A callback for a message whose send answer was lost tells us its Sid.
+            updates["sid"] = report.sid
+            updates["submitted_at"] = now
+        changed = bool(
+            SmsMessage.objects.using(db)
+            .filter(pk=message_pk, status__in=_behind(report.status))
+            .update(**updates)
+        )
+        if not changed and report.sid and not sid:
+            SmsMessage.objects.using(db).filter(pk=message_pk, sid__isnull=True).update(
+                sid=report.sid
+            )
+        StatusEvent.objects.using(db).create(
+            message_id=message_pk,
+            status=report.status,
+            detailed_status_code=report.detailed_status_code,
+            detailed_status=report.detailed_status[:64],
+            source=source,
+            applied=changed,
+            payload=report.payload or None,
+            note="" if changed else f"not applied: message was already {previous}",
+        )
+        if changed:
+            signals.notify_after_commit([(message_pk, previous, report.status, source)], using=db)
+    return changed

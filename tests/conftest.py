@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from django_exotel_sms import ratelimit
+from django_exotel_sms.backends import locmem, reset_backends
+
+
+@pytest.fixture(autouse=True)
+def _clean_state() -> Iterator[None]:
+    locmem.clear()
+    reset_backends()
+    ratelimit.reset()
+    yield
+    reset_backends()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    from django_exotel_sms.sandbox import SandboxServer
+
+    server = SandboxServer(
+        account_sid="sandbox", api_key="sandboxkey", api_token="sandboxtoken", callback_delay=0.05
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server, settings):
+    """A clean local Exotel, with the app configured to send to it."""
+    sandbox_server.reset()
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "BACKEND": "django_exotel_sms.backends.exotel.ExotelBackend",
+        "BASE_URL": sandbox_server.url,
+    }
+    reset_backends()
+    yield sandbox_server
+    reset_backends()
