@@ -34,9 +34,7 @@ from .exceptions import (
     ExotelAPIError,
     ExotelConnectionError,
     ExotelError,
-    ExotelReadTimeout,
     ExotelResponseError,
-    ExotelTransportError,
 )
 from .models import SmsBatch, SmsMessage, StatusEvent
 
@@ -130,10 +128,10 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
     return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
 
 
-def _mark_request_started(claim: Claim) -> None:
+def _mark_request_started(claim: Claim, pks: list[int]) -> None:
     # A stale claim without this mark never reached Exotel and may be sent again safely.
     SmsMessage.objects.using(_db()).filter(
-        claim_token=claim.token, status=status.SUBMITTING
+        pk__in=pks, claim_token=claim.token, status=status.SUBMITTING
     ).update(request_started_at=timezone.now())
 
 
@@ -365,12 +363,23 @@ def _backoff(attempts: int, retry_after: float | None) -> float:
     return min(delay, s.retry_backoff_max)
 
 
-def _release(claim: Claim, pks: list[int], exc: ExotelError, retry_after: float | None) -> Outcome:
-    """Exotel certainly did not take these: back to pending, or failed when out of attempts."""
+def _release(
+    claim: Claim,
+    pks: list[int],
+    exc: ExotelError,
+    retry_after: float | None,
+    *,
+    count: bool = True,
+) -> Outcome:
+    """Exotel certainly did not take these: back to pending, or failed when out of attempts.
+
+    ``count=False`` gives the attempt back (the request was never made).
+    """
     s = get_settings()
-    attempts = {r["pk"]: r["attempts"] for r in claim.rows if r["pk"] in set(pks)}
-    give_up = [pk for pk, n in attempts.items() if n >= s.max_attempts]
-    retry = [pk for pk in pks if pk not in set(give_up)]
+    wanted = set(pks)
+    attempts = {r["pk"]: r["attempts"] for r in claim.rows if r["pk"] in wanted}
+    give_up = {pk for pk, n in attempts.items() if count and n >= s.max_attempts}
+    retry = [pk for pk in pks if pk not in give_up]
     code = getattr(exc, "code", None)
     delay = _backoff(max(attempts.values(), default=1), retry_after)
     outcome = Outcome(requests=1)
@@ -384,6 +393,7 @@ def _release(claim: Claim, pks: list[int], exc: ExotelError, retry_after: float 
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
             error_code=code,
             error_message=str(exc)[:1000],
+            attempts=F("attempts") if count else F("attempts") - 1,
             updated_at=timezone.now(),
         )
         outcome.retry_after = delay
@@ -434,33 +444,35 @@ def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None
     request = _transport(rows, batch)
     account = rows[0]["account"]
     if not ratelimit.acquire(account, "post"):
-        return _release(claim, pks, ExotelError("local rate limit: no slot within 60 s"), 1.0)
+        return _release(
+            claim, pks, ExotelError("local rate limit: no slot within 60 s"), 1.0, count=False
+        )
+    _mark_request_started(claim, pks)
     try:
         results = request()
-    except ExotelAPIError as exc:
+    except ExotelError as exc:
+        return _failed_request(claim, pks, exc)
+    return _record_results(claim, rows, results)
+
+
+def _failed_request(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
+    """Sort a failed request: certainly not accepted (retry), maybe accepted, or refused."""
+    if exc.outcome_unknown:
+        return _unknown(claim, pks, f"Exotel may have accepted it: {exc}")
+    if isinstance(exc, ExotelAPIError):
         if exc.retryable:
             return _release(claim, pks, exc, exc.retry_after)
         return _reject(claim, pks, exc)
-    except ExotelConnectionError as exc:
+    if exc.retryable or isinstance(exc, ExotelConnectionError):
         return _release(claim, pks, exc, None)
-    except ExotelReadTimeout as exc:
-        return _unknown(claim, pks, f"No answer from Exotel ({exc}); it may have been accepted.")
-    except ExotelTransportError as exc:
-        return _unknown(claim, pks, f"Connection lost after sending ({exc}).")
-    except ExotelResponseError as exc:
-        if exc.http_status is not None and 200 <= exc.http_status < 300:
-            return _unknown(claim, pks, f"Exotel accepted but its answer was unreadable: {exc}")
-        if exc.http_status is not None and exc.http_status >= 500:
-            return _release(claim, pks, exc, None)
-        return _reject(claim, pks, exc)
-    except ExotelError as exc:  # e.g. ExotelRequestError: our request was invalid
-        return _reject(claim, pks, exc)
-    return _record_results(claim, rows, results)
+    if isinstance(exc, ExotelResponseError) and (exc.http_status or 0) >= 500:
+        return _release(claim, pks, exc, None)
+    # Validation, auth, balance, DLT, our own invalid request: final at once, with the code.
+    return _reject(claim, pks, exc)
 
 
 def _deliver(claim: Claim, batch: SmsBatch | None) -> Outcome:
     outcome = Outcome(claimed=len(claim.rows))
-    _mark_request_started(claim)
     dynamic = batch is not None and batch.kind == SmsBatch.KIND_DYNAMIC
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in claim.rows:

@@ -36,6 +36,8 @@ def sandbox(sandbox_server, settings):
         **settings.EXOTEL_SMS,
         "BACKEND": "django_exotel_sms.backends.exotel.ExotelBackend",
         "BASE_URL": sandbox_server.url,
+        # Callbacks go nowhere (refused at once) unless a test points them at a live server.
+        "CALLBACK_BASE_URL": "http://127.0.0.1:9/exotel/",
     }
     reset_backends()
     yield sandbox_server
