@@ -35,7 +35,7 @@ class ReconcileReport:
     messages_to_resume: frozenset[int] = frozenset()
 
 
-def recover_stale_claims(now: object = None) -> tuple[int, int]:
+def recover_stale_claims() -> tuple[int, int]:
     """Claims older than CLAIM_TIMEOUT belong to a dead worker: hand them back."""
     s = get_settings()
     now_ = timezone.now()
@@ -75,14 +75,14 @@ def recover_stale_claims(now: object = None) -> tuple[int, int]:
     return never_sent, uncertain
 
 
-def pending_work() -> tuple[set[int], set[int]]:
+def pending_work(min_age: float = 30.0) -> tuple[set[int], set[int]]:
     """Batches and single messages with pending rows that are due (e.g. a lost enqueue)."""
     now = timezone.now()
     due = SmsMessage.objects.filter(status=status.PENDING).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
     # Skip the freshest rows: their task is most likely on its way.
-    due = due.filter(created_at__lt=now - timedelta(seconds=30))
+    due = due.filter(created_at__lt=now - timedelta(seconds=min_age))
     batches = set(due.filter(batch__isnull=False).values_list("batch_id", flat=True).distinct()[:1000])
     singles = set(due.filter(batch__isnull=True).values_list("pk", flat=True)[:1000])
     return {b for b in batches if b is not None}, singles
@@ -140,10 +140,10 @@ def check_open_messages(limit: int | None = None) -> tuple[int, int, int, int]:
     return checked, updated, not_found, errors
 
 
-def run(limit: int | None = None) -> ReconcileReport:
+def run(limit: int | None = None, pending_min_age: float = 30.0) -> ReconcileReport:
     reclaimed, uncertain = recover_stale_claims()
     checked, updated, not_found, errors = check_open_messages(limit)
-    batches, singles = pending_work()
+    batches, singles = pending_work(pending_min_age)
     return ReconcileReport(
         reclaimed_pending=reclaimed,
         marked_uncertain=uncertain,
