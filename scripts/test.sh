@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: creates .venv, installs the package with its
-# dev extras, starts PostgreSQL/Redis/RabbitMQ/MariaDB if they are down, then runs pytest.
+# The whole test suite, on a fresh machine: creates .venv, installs the package with its dev
+# extras, starts PostgreSQL/Redis/RabbitMQ/MariaDB if they are down, checks lint, format,
+# types and migrations, then runs pytest on PostgreSQL (everything, real Celery workers
+# included) and on SQLite (the embedded default; worker tests need a shared server database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -10,9 +12,15 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 bash scripts/services.sh
-# Lint, format and types first: cheap, and they catch what tests miss.
+mkdir -p artifacts
+
 .venv/bin/ruff check django_exotel_sms tests example_project bench
 .venv/bin/ruff format --check django_exotel_sms tests example_project bench
 .venv/bin/mypy django_exotel_sms
-.venv/bin/python -m django makemigrations --check --dry-run --settings=tests.settings django_exotel_sms
-.venv/bin/python -m pytest "$@"
+DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/django-admin makemigrations --check --dry-run \
+  django_exotel_sms
+
+echo "== pytest on PostgreSQL =="
+TEST_DB=postgres .venv/bin/python -m pytest "$@"
+echo "== pytest on SQLite =="
+TEST_DB=sqlite .venv/bin/python -m pytest -m "not celery_worker and not browser and not packaging" "$@"
