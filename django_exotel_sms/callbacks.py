@@ -30,6 +30,7 @@ class CallbackScope:
 
 def _signer(salt: str) -> signing.TimestampSigner:
     keys = get_settings().signing_keys
+    fallbacks: list[str | bytes]
     if keys:
         key, fallbacks = keys[0], list(keys[1:])
     else:

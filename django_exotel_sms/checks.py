@@ -177,9 +177,7 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
         else:
             problem = _url_problem(s["CALLBACK_BASE_URL"])
             if problem:
-                out.append(
-                    Error(f"{name}['CALLBACK_BASE_URL'] {problem}.", id=f"{_ID}.E021")
-                )
+                out.append(Error(f"{name}['CALLBACK_BASE_URL'] {problem}.", id=f"{_ID}.E021"))
     try:
         import_string(s["BACKEND"])
     except ImportError:
@@ -217,9 +215,7 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
     for key in ("MAX_ATTEMPTS", "DLT_MAX_VAR_LENGTH", "BATCH_PARALLELISM"):
         value = s[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            out.append(
-                Error(f"{name}['{key}'] must be a positive integer.", id=f"{_ID}.E025")
-            )
+            out.append(Error(f"{name}['{key}'] must be a positive integer.", id=f"{_ID}.E025"))
     keys = s["SIGNING_KEYS"]
     if keys is not None and (
         not isinstance(keys, (list, tuple)) or not keys or not all(isinstance(k, str) for k in keys)

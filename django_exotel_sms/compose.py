@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 
 from . import dlt, encoding, phone
-from .conf import get_account, get_settings
+from .conf import account_key_path, get_account, get_settings
 
 if TYPE_CHECKING:
     from .models import SenderId, SmsTemplate
@@ -151,14 +151,14 @@ class Composer:
                 )
             if body is None:
                 try:
-                    body = dlt.render(tpl.body, context or [])
-                except ValueError as exc:
-                    errors.setdefault("context", []).append(str(exc))
+                    body = render(tpl, context, self.settings.dlt_max_var_length)
+                except SmsValidationError as exc:
+                    errors.update(exc.message_dict)
             dlt_template_id = dlt_template_id or tpl.dlt_template_id or None
             sms_type = sms_type or tpl.sms_type
             if sender is None and tpl.sender_id is not None and tpl.sender is not None:
                 sender = tpl.sender.header
-        elif body is None:
+        elif body is None and "template" not in errors:
             errors.setdefault("body", []).append("Give a body or a template.")
 
         if body is not None:
@@ -171,11 +171,13 @@ class Composer:
         if match_against is None and dlt_template_id:
             match_against = self._template_for_dlt_id(str(dlt_template_id))
         if body and match_against is not None and "body" not in errors and "context" not in errors:
-            result = self._match(match_against.body, body)
+            try:
+                result = self._match(match_against.body, body)
+            except dlt.DltTemplateError as exc:  # a stored template that was never clean()ed
+                result = dlt.MatchResult(False, (), str(exc).rstrip("."))
             if not result.matched:
                 errors.setdefault("body" if context is None else "context", []).append(
-                    f"The text does not match DLT template {match_against.name!r}: "
-                    f"{result.reason}."
+                    f"The text does not match DLT template {match_against.name!r}: {result.reason}."
                 )
 
         segments = None
@@ -194,7 +196,7 @@ class Composer:
         if not sender:
             errors.setdefault("sender", []).append(
                 "No sender: pass sender=..., set one on the template, or set "
-                "EXOTEL_SMS['DEFAULT_SENDER']."
+                f"{account_key_path(self.account_alias, 'DEFAULT_SENDER')}."
             )
         sender_row = self._sender_row(sender) if sender else None
         if sender_row is not None and not sender_row.is_active:
@@ -219,7 +221,7 @@ class Composer:
             errors.setdefault("dlt_entity_id", []).append(
                 f"Messages to Indian numbers ({number}) need a DLT entity id: pass "
                 "dlt_entity_id=..., set an entity on the template or on the sender ID, or set "
-                "EXOTEL_SMS['DLT_ENTITY_ID']."
+                f"{account_key_path(self.account_alias, 'DLT_ENTITY_ID')}."
             )
         if dlt_template_id and not str(dlt_template_id).isdigit():
             errors.setdefault("dlt_template_id", []).append(
@@ -256,6 +258,18 @@ class Composer:
             "shorten_url_params": dict(shorten_url_params) if shorten_url_params else None,
             "account": self.account_alias,
         }
+
+
+def render(
+    tpl: SmsTemplate,
+    context: Mapping[str, Any] | Sequence[Any] | None,
+    max_var_length: int,
+) -> str:
+    """Fill a template's placeholders; SmsValidationError (key "context") when they don't fit."""
+    try:
+        return dlt.render(tpl.body, context or [], max_var_length=max_var_length)
+    except (ValueError, TypeError) as exc:  # TypeError: context is a str or not a collection
+        raise SmsValidationError({"context": [str(exc)]}) from exc
 
 
 def check_account_configured(account: str | None) -> None:

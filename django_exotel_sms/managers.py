@@ -181,7 +181,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                 {"to": ["to must be a list of numbers; for one number use send()."]}
             )
         composer = Composer(account)
-        shared = {
+        shared: dict[str, Any] = {
             "sender": sender,
             "dlt_template_id": dlt_template_id,
             "dlt_entity_id": dlt_entity_id,
@@ -196,18 +196,15 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         tpl = composer.template(template) if template is not None else None
         using = self._db or router.db_for_write(self.model)
         errors: list[str] = []
-        error_count = 0
+        error_count = 0  # invalid messages; each lists one line per field it got wrong
 
         if messages is None:
             assert to is not None
             if body is None and tpl is not None:
                 # Same text for all: render once; numbers are still checked one by one.
-                from . import dlt
+                from .compose import render
 
-                try:
-                    body = dlt.render(tpl.body, context or [])
-                except ValueError as exc:
-                    raise SmsValidationError({"context": [str(exc)]}) from exc
+                body = render(tpl, context, composer.settings.dlt_max_var_length)
             items: Iterable[dict[str, Any]] = (
                 {"to": number, "body": body, "template": tpl, "context": context} for number in to
             )
@@ -240,21 +237,23 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                         )
                     except SmsValidationError as exc:
                         error_count += 1
-                        if len(errors) < MAX_LISTED_ERRORS:
+                        if error_count <= MAX_LISTED_ERRORS:
                             for field, texts in exc.message_dict.items():
                                 errors.append(f"Message {index + 1} ({field}): {' '.join(texts)}")
                         continue
-                    if not errors:
+                    if not error_count:
                         rows.append(self.model(batch=batch, **fields))
                 total += len(chunk)
-                if rows and not errors:
+                if rows and not error_count:
                     self.model.objects.using(using).bulk_create(rows)
             if error_count:
-                more = error_count - min(error_count, MAX_LISTED_ERRORS)
+                more = error_count - MAX_LISTED_ERRORS
                 if more > 0:
                     errors.append(f"... and {more} more invalid message(s).")
                 transaction.set_rollback(True, using=using)
-                raise SmsValidationError({"messages" if kind == SmsBatch.KIND_DYNAMIC else "to": errors})
+                raise SmsValidationError(
+                    {"messages" if kind == SmsBatch.KIND_DYNAMIC else "to": errors}
+                )
             if total == 0:
                 transaction.set_rollback(True, using=using)
                 raise SmsValidationError({"to": ["No recipients given."]})

@@ -138,8 +138,9 @@ class SmsTemplate(models.Model):
     def render(self, context: Mapping[str, Any] | Sequence[Any] | None = None) -> str:
         from .conf import get_settings
 
-        rendered = dlt.render(self.body, context or [])
-        result = dlt.match(self.body, rendered, max_var_length=get_settings().dlt_max_var_length)
+        limit = get_settings().dlt_max_var_length
+        rendered = dlt.render(self.body, context or [], max_var_length=limit)
+        result = dlt.match(self.body, rendered, max_var_length=limit)
         if not result.matched:
             raise dlt.DltRenderError(result.reason)
         return rendered
@@ -147,12 +148,10 @@ class SmsTemplate(models.Model):
     def send(
         self, to: str, context: Mapping[str, Any] | Sequence[Any] | None = None, **options: Any
     ) -> SmsMessage:
-        """Render with ``context`` and send to ``to``; options as for ``SmsMessage.objects.send``."""
+        """Render with ``context`` and send to ``to``; options as for ``objects.send``."""
         return SmsMessage.objects.send(to, None, template=self, context=context, **options)
 
-    def send_bulk(
-        self, recipients: Iterable[Mapping[str, Any]], **options: Any
-    ) -> SmsBatch:
+    def send_bulk(self, recipients: Iterable[Mapping[str, Any]], **options: Any) -> SmsBatch:
         """Send to many: each item is ``{"to": ..., "context": ...}``."""
         messages = (
             {"to": item["to"], "template": self, "context": item.get("context")}
@@ -235,9 +234,7 @@ class SmsMessage(models.Model):
     )
 
     sid = models.CharField(_("Exotel Sid"), max_length=64, null=True, blank=True, unique=True)
-    status = models.CharField(
-        max_length=16, choices=status.STATUS_CHOICES, default=status.PENDING
-    )
+    status = models.CharField(max_length=16, choices=status.STATUS_CHOICES, default=status.PENDING)
     detailed_status_code = models.IntegerField(null=True, blank=True)
     detailed_status = models.CharField(max_length=64, blank=True)
     sms_units = models.PositiveSmallIntegerField(null=True, blank=True)

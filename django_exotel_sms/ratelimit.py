@@ -25,7 +25,8 @@ def _limiter() -> MovingWindowRateLimiter:
     with _lock:
         limiter = _limiters.get(uri)
         if limiter is None:
-            storage: Storage = storage_from_string(uri)
+            storage = storage_from_string(uri)
+            assert isinstance(storage, Storage)  # a sync storage: we never pass async+ URIs
             limiter = MovingWindowRateLimiter(storage)
             _limiters[uri] = limiter
         return limiter

@@ -83,7 +83,9 @@ def pending_work(min_age: float = 30.0) -> tuple[set[int], set[int]]:
     )
     # Skip the freshest rows: their task is most likely on its way.
     due = due.filter(created_at__lt=now - timedelta(seconds=min_age))
-    batches = set(due.filter(batch__isnull=False).values_list("batch_id", flat=True).distinct()[:1000])
+    batches = set(
+        due.filter(batch__isnull=False).values_list("batch_id", flat=True).distinct()[:1000]
+    )
     singles = set(due.filter(batch__isnull=True).values_list("pk", flat=True)[:1000])
     return {b for b in batches if b is not None}, singles
 
@@ -104,7 +106,9 @@ def refresh_message(message: SmsMessage) -> bool:
         sms_units=result.sms_units,
         price=result.price,
         date_sent=result.date_sent,
-        payload={k: v for k, v in result.raw.items() if isinstance(v, (str, int, float, type(None)))},
+        payload={
+            k: v for k, v in result.raw.items() if isinstance(v, (str, int, float, type(None)))
+        },
     )
     return apply_report(message.pk, report, StatusEvent.SOURCE_RECONCILE)
 

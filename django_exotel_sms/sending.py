@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, F, Field, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from . import callbacks, ratelimit, signals, status
@@ -148,7 +148,11 @@ def _options(row: dict[str, Any], *, callback: str | None, per_message: bool) ->
     if row["shorten_urls"] is not None:
         options["shorten_url"] = row["shorten_urls"]
         params = dict(row["shorten_url_params"] or {})
-        if row["shorten_urls"] and params.get("tracking") and "click_tracking_callback_url" not in params:
+        if (
+            row["shorten_urls"]
+            and params.get("tracking")
+            and "click_tracking_callback_url" not in params
+        ):
             kind, pk = (
                 (callbacks.BATCH, row["batch_id"])
                 if row["batch_id"]
@@ -273,12 +277,13 @@ def _case_update(per_row: dict[int, dict[str, Any]]) -> dict[str, Any]:
     update: dict[str, Any] = {}
     for name in names:
         model_field = meta.get_field(name)
+        assert isinstance(model_field, Field)
         whens = [
-            When(pk=pk, then=Value(values[name], output_field=model_field))  # type: ignore[misc]
+            When(pk=pk, then=Value(values[name], output_field=model_field))
             for pk, values in per_row.items()
             if name in values
         ]
-        update[name] = Case(*whens, default=F(name), output_field=model_field)  # type: ignore[misc]
+        update[name] = Case(*whens, default=F(name), output_field=model_field)
     return update
 
 
@@ -334,11 +339,13 @@ def _apply(
     return list(owned)
 
 
-def _record_results(claim: Claim, rows: Sequence[dict[str, Any]], results: list[SmsResult]) -> Outcome:
+def _record_results(
+    claim: Claim, rows: Sequence[dict[str, Any]], results: list[SmsResult]
+) -> Outcome:
     now = timezone.now()
     outcome = Outcome(requests=1)
     per_row: dict[int, dict[str, Any]] = {}
-    for row, result in zip(rows, results):
+    for row, result in zip(rows, results, strict=False):
         per_row[row["pk"]] = _result_fields(result, now)
     # Exotel answers one entry per recipient in request order; a short answer leaves the
     # rest unknown rather than guessed.
@@ -384,17 +391,19 @@ def _release(
     delay = _backoff(max(attempts.values(), default=1), retry_after)
     outcome = Outcome(requests=1)
     if retry:
-        outcome.released = SmsMessage.objects.using(_db()).filter(
-            pk__in=retry, claim_token=claim.token, status=status.SUBMITTING
-        ).update(
-            status=status.PENDING,
-            claim_token=None,
-            request_started_at=None,
-            next_attempt_at=timezone.now() + timedelta(seconds=delay),
-            error_code=code,
-            error_message=str(exc)[:1000],
-            attempts=F("attempts") if count else F("attempts") - 1,
-            updated_at=timezone.now(),
+        outcome.released = (
+            SmsMessage.objects.using(_db())
+            .filter(pk__in=retry, claim_token=claim.token, status=status.SUBMITTING)
+            .update(
+                status=status.PENDING,
+                claim_token=None,
+                request_started_at=None,
+                next_attempt_at=timezone.now() + timedelta(seconds=delay),
+                error_code=code,
+                error_message=str(exc)[:1000],
+                attempts=F("attempts") if count else F("attempts") - 1,
+                updated_at=timezone.now(),
+            )
         )
         outcome.retry_after = delay
     if give_up:
@@ -417,21 +426,25 @@ def _reject(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc)
     fields = {"status": status.REJECTED, "error_code": code, "error_message": str(message)[:1000]}
-    _apply(claim, {pk: dict(fields) for pk in pks}, source=StatusEvent.SOURCE_API, note=str(exc)[:255])
+    _apply(
+        claim, {pk: dict(fields) for pk in pks}, source=StatusEvent.SOURCE_API, note=str(exc)[:255]
+    )
     return Outcome(requests=1, rejected=len(pks))
 
 
 def _unknown(claim: Claim, pks: list[int], reason: str) -> Outcome:
     """Exotel may or may not have taken these. Default: never resend (at-most-once)."""
     if get_settings().at_least_once:
-        n = SmsMessage.objects.using(_db()).filter(
-            pk__in=pks, claim_token=claim.token, status=status.SUBMITTING
-        ).update(
-            status=status.PENDING,
-            claim_token=None,
-            request_started_at=None,
-            error_message=f"Resending (at-least-once): {reason}"[:1000],
-            updated_at=timezone.now(),
+        n = (
+            SmsMessage.objects.using(_db())
+            .filter(pk__in=pks, claim_token=claim.token, status=status.SUBMITTING)
+            .update(
+                status=status.PENDING,
+                claim_token=None,
+                request_started_at=None,
+                error_message=f"Resending (at-least-once): {reason}"[:1000],
+                updated_at=timezone.now(),
+            )
         )
         return Outcome(requests=1, released=n, retry_after=get_settings().retry_backoff)
     fields = {"status": status.UNCERTAIN, "error_message": reason[:1000]}

@@ -34,9 +34,7 @@ def _has_listeners() -> bool:
 def _send_robust(signal: Signal, **kwargs: object) -> None:
     for receiver, result in signal.send_robust(sender=_sender_class(), **kwargs):
         if isinstance(result, Exception):
-            logger.error(
-                "django_exotel_sms signal receiver %r raised", receiver, exc_info=result
-            )
+            logger.error("django_exotel_sms signal receiver %r raised", receiver, exc_info=result)
 
 
 def _sender_class() -> type[SmsMessage]:
@@ -45,7 +43,9 @@ def _sender_class() -> type[SmsMessage]:
     return SmsMessage
 
 
-def notify_after_commit(changes: Iterable[tuple[int, str, str, str]], using: str = "default") -> None:
+def notify_after_commit(
+    changes: Iterable[tuple[int, str, str, str]], using: str = "default"
+) -> None:
     """Schedule signals for ``(message_pk, previous, new, source)`` moves, after commit.
 
     Callers only pass moves their conditional UPDATE actually made, so a terminal

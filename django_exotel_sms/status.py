@@ -167,12 +167,12 @@ def parse_code(value: object) -> int | None:
         return None
     try:
         return int(float(text)) if "." in text else int(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "1e999"-sized decimals are inf
         return None
 
 
 def describe_code(code: int | None) -> DetailedStatus | None:
-    """The documented meaning of a detailed code; None for unknown (future) codes, which are kept."""
+    """The documented meaning of a code; None for unknown (future) codes, which are kept."""
     if code is None:
         return None
     return DETAILED_STATUSES.get(code)

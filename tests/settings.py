@@ -1,4 +1,4 @@
-"""Settings for the test suite. ``TEST_DB`` picks the database: sqlite (default), postgres, mysql."""
+"""Settings for the test suite. ``TEST_DB`` picks the database: sqlite, postgres or mysql."""
 
 from __future__ import annotations
 

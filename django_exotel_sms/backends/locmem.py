@@ -1,4 +1,4 @@
-"""A test backend: keeps what would have been sent in ``django_exotel_sms.backends.locmem.outbox``."""
+"""A test backend: what would have been sent lands in ``locmem.outbox``."""
 
 from __future__ import annotations
 
