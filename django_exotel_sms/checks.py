@@ -75,12 +75,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id=f"{_ID}.W001",
                 )
             )
-        inherited = {
-            k: merged.get(k)
-            for k in conf.ACCOUNT_KEYS
-            if k not in ("ACCOUNT_SID", "API_KEY", "API_TOKEN")
-        }
-        accounts[str(alias)] = {**inherited, **data}
+        # Only the account's own keys: inherited ones are reported once, under the key the
+        # user actually wrote (credentials are never inherited, so their absence shows here).
+        accounts[str(alias)] = dict(data)
     for alias, data in accounts.items():
         messages.extend(_check_account(alias, data))
     messages.extend(_check_general(merged))
@@ -107,7 +104,7 @@ def _check_account(alias: str, data: dict[str, Any]) -> list[CheckMessage]:
                 )
             )
     subdomain = data.get("SUBDOMAIN")
-    if subdomain and subdomain not in conf.SUBDOMAINS:
+    if subdomain and (not isinstance(subdomain, str) or subdomain not in conf.SUBDOMAINS):
         out.append(
             Error(
                 f"{conf.account_key_path(alias, 'SUBDOMAIN')} is {subdomain!r}.",
@@ -140,7 +137,7 @@ def _check_account(alias: str, data: dict[str, Any]) -> list[CheckMessage]:
                 from limits import parse
 
                 parse(value)
-            except ValueError:
+            except (ValueError, TypeError):
                 out.append(
                     Error(
                         f"{conf.account_key_path(alias, key)} is {value!r}.",
@@ -180,7 +177,7 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
                 out.append(Error(f"{name}['CALLBACK_BASE_URL'] {problem}.", id=f"{_ID}.E021"))
     try:
         import_string(s["BACKEND"])
-    except ImportError:
+    except (ImportError, AttributeError, TypeError):  # AttributeError: not a string
         out.append(
             Error(
                 f"{name}['BACKEND'] is {s['BACKEND']!r}, which cannot be imported.",
@@ -193,7 +190,8 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
     if region is not None:
         import phonenumbers
 
-        if region not in phonenumbers.SUPPORTED_REGIONS:
+        # phone.normalize upper-cases the region, so 'in' works and must pass here too.
+        if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
             out.append(
                 Error(
                     f"{name}['DEFAULT_REGION'] is {region!r}, not a known region code.",
@@ -204,7 +202,7 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
             )
     for key in ("CHUNK_SIZE",):
         value = s[key]
-        if not isinstance(value, int) or not 1 <= value <= 100:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
             out.append(
                 Error(
                     f"{name}['{key}'] must be an integer from 1 to 100 (Exotel's limit per "

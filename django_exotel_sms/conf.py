@@ -159,7 +159,8 @@ def get_settings() -> ExotelSmsSettings:
         default_region=s["DEFAULT_REGION"],
         dlt_max_var_length=int(s["DLT_MAX_VAR_LENGTH"]),
         require_dlt_for_india=bool(s["REQUIRE_DLT_FOR_INDIA"]),
-        chunk_size=min(int(s["CHUNK_SIZE"]), 100),
+        # 0 would claim nothing and stall every batch; checks report it (E024).
+        chunk_size=max(1, min(int(s["CHUNK_SIZE"]), 100)),
         batch_parallelism=max(1, int(s["BATCH_PARALLELISM"])),
         max_attempts=int(s["MAX_ATTEMPTS"]),
         retry_backoff=float(s["RETRY_BACKOFF"]),
