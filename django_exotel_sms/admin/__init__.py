@@ -1,0 +1,21 @@
+"""Admin screens: messages (built for millions of rows), templates, batches, DLT identifiers.
+
+Importing this package registers them with the default admin site.
+"""
+
+from __future__ import annotations
+
+from .batch_admin import SmsBatchAdmin
+from .dlt_admin import DltEntityAdmin, SenderIdAdmin
+from .message_admin import SmsMessageAdmin
+from .pagination import CappedCountPaginator
+from .template_admin import SmsTemplateAdmin
+
+__all__ = [
+    "CappedCountPaginator",
+    "DltEntityAdmin",
+    "SenderIdAdmin",
+    "SmsBatchAdmin",
+    "SmsMessageAdmin",
+    "SmsTemplateAdmin",
+]
