@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils.module_loading import import_string
 
 from . import dlt, encoding, phone
 from .conf import account_key_path, get_account, get_settings
@@ -55,6 +56,12 @@ class Composer:
                 }
             )
         data = self.settings.accounts[self.account_alias]
+        if getattr(import_string(self.settings.backend), "requires_credentials", False):
+            # Refuse now rather than save rows that could never be sent.
+            try:
+                get_account(self.account_alias)
+            except ImproperlyConfigured as exc:
+                raise SmsValidationError({"account": [str(exc)]}) from exc
         self.default_sender: str | None = data.get("DEFAULT_SENDER")
         self.default_entity: str | None = data.get("DLT_ENTITY_ID")
         self._senders: dict[str, SenderId | None] = {}
@@ -271,7 +278,3 @@ def render(
     except (ValueError, TypeError) as exc:  # TypeError: context is a str or not a collection
         raise SmsValidationError({"context": [str(exc)]}) from exc
 
-
-def check_account_configured(account: str | None) -> None:
-    """Fail before saving when the account's credentials are missing (ImproperlyConfigured)."""
-    get_account(account)

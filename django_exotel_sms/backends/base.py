@@ -9,6 +9,9 @@ from ..client import BulkResult, SmsResult
 class BaseBackend:
     """The transport step: the same four calls as ``ExotelClient``, nothing about the ORM."""
 
+    # True when the account's ACCOUNT_SID / API_KEY / API_TOKEN must be set to send.
+    requires_credentials = False
+
     def __init__(self, account: str = "default") -> None:
         self.account = account
 

@@ -10,6 +10,8 @@ from .base import BaseBackend
 class ExotelBackend(BaseBackend):
     """Sends through Exotel's API (or a stand-in at ``BASE_URL``) with the account's settings."""
 
+    requires_credentials = True
+
     def __init__(self, account: str = "default") -> None:
         super().__init__(account)
         self.client = ExotelClient.from_settings(account)
