@@ -140,16 +140,20 @@ class CeleryWorkerProcess:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
+        clean = False
         if proc is not None and proc.poll() is None:
             proc.terminate()  # warm shutdown: running tasks finish, unacked ones go back
             try:
                 proc.wait(20)
+                clean = True
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
         if self._log is not None:
             self._log.close()
             self._log = None
+            if clean:  # keep the log only when the worker died or hung
+                self.log_path.unlink(missing_ok=True)
 
 
 class EmbeddedWorker:
