@@ -1,0 +1,464 @@
+"""What goes in and out of the REST API.
+
+Output serializers list their fields explicitly (never ``__all__``), so nothing
+internal -- claim tokens, callback payloads -- and no credential can leak. Input
+serializers only check JSON shapes: the rules and their texts are the manager's
+(``compose.py``), reported as field errors by the views.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
+
+from .. import dlt
+from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate, StatusEvent
+from .schema import field_schema
+
+__all__ = [
+    "BatchProgressSerializer",
+    "BulkSendSerializer",
+    "DltEntitySerializer",
+    "ErrorSerializer",
+    "RenderSerializer",
+    "SendMessageSerializer",
+    "SenderIdSerializer",
+    "SmsBatchSerializer",
+    "SmsMessageDetailSerializer",
+    "SmsMessageSerializer",
+    "SmsTemplateSerializer",
+    "StatusEventSerializer",
+    "TemplatePreviewSerializer",
+    "TemplateSendSerializer",
+    "django_errors",
+]
+
+CONTEXT_HELP = (
+    "Values for the template's placeholders: an array in order, or an object keyed by "
+    '1-based position ({"1": "..."} or {"var1": "..."}).'
+)
+_CONTEXT_ERROR = (
+    "context must be an array of values or an object keyed by position "
+    '({"1": ...} or {"var1": ...}).'
+)
+_TEMPLATE_ERROR = "template is a template id (number) or name (string)."
+
+
+def django_errors(exc: DjangoValidationError) -> dict[str, Any]:
+    """A Django ValidationError as DRF field errors, texts unchanged."""
+    if hasattr(exc, "error_dict"):
+        return {
+            ("non_field_errors" if field == "__all__" else field): texts
+            for field, texts in exc.message_dict.items()
+        }
+    return {"non_field_errors": exc.messages}
+
+
+# -- input shapes -----------------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer[Any]):
+    """Unknown keys are refused: a misspelt option must not be silently dropped when sending."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(str(key) for key in data if key not in writable)
+            if unknown:
+                allowed = ", ".join(sorted(writable))
+                raise serializers.ValidationError(
+                    {name: [f"Unknown field; allowed fields are: {allowed}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+@field_schema({"oneOf": [{"type": "integer"}, {"type": "string"}]})
+class TemplateRefField(serializers.Field):  # type: ignore[type-arg]
+    """A template by id (JSON number) or by name (JSON string)."""
+
+    def to_internal_value(self, data: Any) -> int | str:
+        if isinstance(data, bool) or not isinstance(data, (int, str)):
+            raise serializers.ValidationError(_TEMPLATE_ERROR, code="invalid")
+        return data.strip() if isinstance(data, str) else data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@field_schema({"oneOf": [{"type": "array", "items": {}}, {"type": "object"}]})
+class ContextField(serializers.Field):  # type: ignore[type-arg]
+    """Template values: a JSON array or object (anything else is a field error)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, (list, dict)):
+            # Not self.fail(): the text holds braces that str.format would read.
+            raise serializers.ValidationError(_CONTEXT_ERROR, code="invalid")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _check_items(
+    items: list[dict[str, Any]], label: str, types: Mapping[str, tuple[type, ...]]
+) -> list[dict[str, Any]]:
+    """Shape checks per entry of a list (fast enough for 100,000 entries)."""
+    problems: list[str] = []
+    for index, item in enumerate(items, start=1):
+        for key, value in item.items():
+            allowed = types.get(key)
+            if allowed is None or value is None:
+                continue  # unknown keys: the manager names them with the allowed list
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                if key == "context":
+                    problems.append(f"{label} {index}: {_CONTEXT_ERROR}")
+                elif key == "template":
+                    problems.append(f"{label} {index}: {_TEMPLATE_ERROR}")
+                else:
+                    problems.append(f"{label} {index}: {key} must be a string.")
+        if isinstance(item.get("to"), int) and not isinstance(item["to"], bool):
+            item["to"] = str(item["to"])
+        if len(problems) >= 20:
+            break
+    if problems:
+        raise serializers.ValidationError(problems)
+    return items
+
+
+_MESSAGE_TYPES: dict[str, tuple[type, ...]] = {
+    "to": (str, int),
+    "body": (str,),
+    "sender": (str,),
+    "template": (int, str),
+    "context": (list, dict),
+    "dlt_template_id": (str,),
+    "sms_type": (str,),
+}
+
+
+class _SendOptions(StrictSerializer):
+    sender = serializers.CharField(required=False, help_text="Sender ID (header).")
+    dlt_template_id = serializers.CharField(required=False)
+    dlt_entity_id = serializers.CharField(required=False)
+    sms_type = serializers.CharField(
+        required=False, help_text="transactional, transactional_opt_in or promotional."
+    )
+    custom_field = serializers.CharField(required=False, allow_blank=True)
+    priority = serializers.CharField(required=False, help_text="normal or high (OTP only).")
+    encoding = serializers.CharField(required=False, help_text="plain or unicode.")
+    shorten_urls = serializers.BooleanField(required=False, allow_null=True, default=None)
+    shorten_url_params = serializers.DictField(required=False, allow_null=True)
+    account = serializers.CharField(required=False, help_text="Alias in EXOTEL_SMS['ACCOUNTS'].")
+
+
+class SendMessageSerializer(_SendOptions):
+    """One SMS: a ``body``, or a ``template`` with its ``context``."""
+
+    to = serializers.CharField(help_text="Recipient; national forms use DEFAULT_REGION.")
+    body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    template = TemplateRefField(required=False, allow_null=True)
+    context = ContextField(  # type: ignore[assignment]  # DRF pops declared fields
+        required=False, allow_null=True, help_text=CONTEXT_HELP
+    )
+
+
+class BulkSendSerializer(_SendOptions):
+    """Same text to many (``to`` + ``body``/``template``) or text per recipient (``messages``)."""
+
+    to = serializers.ListField(child=serializers.CharField(), required=False)
+    messages = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Per recipient: to, body or template + context, sender, dlt_template_id, "
+        "sms_type.",
+    )
+    body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    template = TemplateRefField(required=False, allow_null=True)
+    context = ContextField(  # type: ignore[assignment]  # DRF pops declared fields
+        required=False, allow_null=True, help_text=CONTEXT_HELP
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return _check_items(value, "Message", _MESSAGE_TYPES)
+
+
+class TemplateSendSerializer(_SendOptions):
+    """``to`` + ``context`` sends one message; ``recipients`` sends a batch."""
+
+    to = serializers.CharField(required=False)
+    context = ContextField(  # type: ignore[assignment]  # DRF pops declared fields
+        required=False, allow_null=True, help_text=CONTEXT_HELP
+    )
+    recipients = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="[{to, context}, ...]"
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    def validate_recipients(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        problems = [
+            f"Recipient {index}: unknown key(s) {', '.join(sorted(map(str, extra)))}; "
+            "allowed: to, context."
+            for index, item in enumerate(value, start=1)
+            if (extra := set(item) - {"to", "context"})
+        ][:20]
+        problems += [
+            f"Recipient {index} has no 'to'."
+            for index, item in enumerate(value, start=1)
+            if "to" not in item
+        ][: 20 - len(problems)]
+        if problems:
+            raise serializers.ValidationError(problems)
+        return _check_items(value, "Recipient", {"to": (str, int), "context": (list, dict)})
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("to" in attrs) == ("recipients" in attrs):
+            raise serializers.ValidationError(
+                {"to": ["Give either to (one message) or recipients (a batch), not both."]}
+            )
+        if "recipients" in attrs and "context" in attrs:
+            raise serializers.ValidationError(
+                {"context": ["With recipients, give each recipient its own context."]}
+            )
+        return attrs
+
+
+class RenderSerializer(StrictSerializer):
+    context = ContextField(  # type: ignore[assignment]  # DRF pops declared fields
+        required=False, allow_null=True, help_text=CONTEXT_HELP
+    )
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+class DltMatchSerializer(serializers.Serializer[Any]):
+    matched = serializers.BooleanField()
+    reason = serializers.CharField()
+
+
+class TemplatePreviewSerializer(serializers.Serializer[Any]):
+    text = serializers.CharField()
+    encoding = serializers.CharField()
+    segments = serializers.IntegerField()
+    length = serializers.IntegerField(help_text="Septets (plain) or UTF-16 units (unicode).")
+    dlt_match = DltMatchSerializer()
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    detail = serializers.CharField()
+    error_code = serializers.IntegerField(required=False, allow_null=True)
+
+
+class StatusEventSerializer(serializers.ModelSerializer[StatusEvent]):
+    class Meta:
+        model = StatusEvent
+        fields = [
+            "status",
+            "detailed_status_code",
+            "detailed_status",
+            "source",
+            "applied",
+            "note",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+_MESSAGE_FIELDS = [
+    "id",
+    "to",
+    "sender",
+    "body",
+    "template",
+    "dlt_template_id",
+    "dlt_entity_id",
+    "sms_type",
+    "encoding",
+    "segments",
+    "priority",
+    "custom_field",
+    "shorten_urls",
+    "shorten_url_params",
+    "account",
+    "batch",
+    "sid",
+    "status",
+    "is_final",
+    "detailed_status_code",
+    "detailed_status",
+    "detailed_status_description",
+    "sms_units",
+    "price",
+    "error_code",
+    "error_message",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "submitted_at",
+    "sent_at",
+    "updated_at",
+]
+
+
+class SmsMessageSerializer(serializers.ModelSerializer[SmsMessage]):
+    is_final = serializers.BooleanField(read_only=True)
+    detailed_status_description = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = SmsMessage
+        fields = _MESSAGE_FIELDS
+        read_only_fields = fields
+
+
+class SmsMessageDetailSerializer(SmsMessageSerializer):
+    events = StatusEventSerializer(many=True, read_only=True, help_text="Oldest first.")
+
+    class Meta(SmsMessageSerializer.Meta):
+        fields = [*_MESSAGE_FIELDS, "events"]
+        read_only_fields = fields
+
+
+class BatchProgressSerializer(serializers.Serializer[Any]):
+    total = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    final = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    percent_final = serializers.FloatField()
+    done = serializers.BooleanField()
+
+
+class SmsBatchSerializer(serializers.ModelSerializer[SmsBatch]):
+    """Counts come from ``context["counts"]`` ({batch pk: {status: n}}) when the view has
+    fetched them for a whole page in one query; otherwise from the batch itself."""
+
+    counts = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SmsBatch
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "template",
+            "total",
+            "account",
+            "created_by",
+            "created_at",
+            "counts",
+            "progress",
+        ]
+        read_only_fields = fields
+
+    def _counts(self, batch: SmsBatch) -> dict[str, int]:
+        known: dict[int, dict[str, int]] | None = self.context.get("counts")
+        if known is not None and batch.pk in known:
+            return known[batch.pk]
+        cache: dict[str, int] | None = getattr(batch, "_api_counts", None)
+        if cache is None:
+            cache = batch.status_counts()
+            batch._api_counts = cache  # type: ignore[attr-defined]
+        return cache
+
+    @field_schema({"type": "object", "additionalProperties": {"type": "integer"}})
+    def get_counts(self, batch: SmsBatch) -> dict[str, int]:
+        return self._counts(batch)
+
+    @field_schema(BatchProgressSerializer)
+    def get_progress(self, batch: SmsBatch) -> dict[str, Any]:
+        return batch.progress(self._counts(batch))
+
+
+# -- configuration rows -----------------------------------------------------------------
+
+
+class CleanModelSerializer(serializers.ModelSerializer[Any]):
+    """Runs the model's ``clean()`` (which DRF does not) and reports it as field errors."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        model: type[models.Model] = self.Meta.model
+        instance = copy.copy(self.instance) if self.instance is not None else model()
+        for name, value in attrs.items():
+            setattr(instance, name, value)
+        try:
+            instance.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(django_errors(exc)) from None
+        return {name: getattr(instance, name) for name in attrs}
+
+
+class DltEntitySerializer(CleanModelSerializer):
+    class Meta:
+        model = DltEntity
+        fields = ["id", "entity_id", "name", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class _UpperCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        return super().to_internal_value(data).upper()
+
+
+class SenderIdSerializer(CleanModelSerializer):
+    # Upper-cased before the uniqueness check, as clean() stores it.
+    header = _UpperCharField(
+        max_length=11,
+        validators=[
+            UniqueValidator(
+                queryset=SenderId.objects.all(), message="A sender ID with this header exists."
+            )
+        ],
+    )
+    is_promotional = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = SenderId
+        fields = [
+            "id",
+            "header",
+            "entity",
+            "description",
+            "is_active",
+            "is_promotional",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+
+
+class SmsTemplateSerializer(CleanModelSerializer):
+    placeholders = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SmsTemplate
+        fields = [
+            "id",
+            "name",
+            "body",
+            "dlt_template_id",
+            "sms_type",
+            "sender",
+            "entity",
+            "is_active",
+            "placeholders",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        # DLT matching is exact: keep the wording's whitespace as registered.
+        extra_kwargs = {"body": {"trim_whitespace": False}}
+
+    @field_schema({"type": "array", "items": {"type": "string"}})
+    def get_placeholders(self, template: SmsTemplate) -> list[str]:
+        """Placeholder kinds in order, e.g. ["var", "numeric"]."""
+        try:
+            return [p.kind for p in dlt.parse_template(template.body)]
+        except dlt.DltTemplateError:
+            return []
