@@ -1,4 +1,15 @@
+"""Callback URLs; include them under the path ``CALLBACK_BASE_URL`` points at (e.g. ``exotel/``)."""
+
+from __future__ import annotations
+
 from django.urls import path
 
+from . import views
+
 app_name = "django_exotel_sms"
-urlpatterns: list = []
+
+# Tokens look like "m12:1tAbCd:signature": ``str`` matches any text without "/".
+urlpatterns = [
+    path("status/<str:token>/", views.status_callback, name="status-callback"),
+    path("click/<str:token>/", views.click_callback, name="click-callback"),
+]
