@@ -17,6 +17,7 @@ mkdir -p artifacts
 .venv/bin/ruff check django_exotel_sms tests example_project bench
 .venv/bin/ruff format --check django_exotel_sms tests example_project bench
 .venv/bin/mypy django_exotel_sms
+.venv/bin/sphinx-build -W -q -b html docs docs/_build/html
 DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/django-admin makemigrations --check --dry-run \
   django_exotel_sms
 
