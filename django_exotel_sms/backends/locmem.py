@@ -25,18 +25,15 @@ outbox: list[OutboxEntry] = []
 _by_sid: dict[str, OutboxEntry] = {}
 
 
-def _accepted(entry: OutboxEntry) -> SmsResult:
-    entry.sid = uuid.uuid4().hex
-    outbox.append(entry)
-    _by_sid[entry.sid] = entry
+def _result(entry: OutboxEntry, status_: str, code: int, name: str) -> SmsResult:
     return SmsResult(
         sid=entry.sid,
         to=entry.to,
         sender=entry.sender,
-        status=status.QUEUED,
-        detailed_status_code=21010,
-        detailed_status="PENDING_TO_OPERATOR",
-        sms_units=None,
+        status=status_,
+        detailed_status_code=code,
+        detailed_status=name,
+        sms_units=1 if status.is_terminal(status_) else None,
         price=None,
         date_created=None,
         date_updated=None,
@@ -47,6 +44,13 @@ def _accepted(entry: OutboxEntry) -> SmsResult:
         uri=None,
         raw={},
     )
+
+
+def _accepted(entry: OutboxEntry) -> SmsResult:
+    entry.sid = uuid.uuid4().hex
+    outbox.append(entry)
+    _by_sid[entry.sid] = entry
+    return _result(entry, status.QUEUED, 21010, "PENDING_TO_OPERATOR")
 
 
 class LocmemBackend(BaseBackend):
@@ -74,27 +78,11 @@ class LocmemBackend(BaseBackend):
         return BulkResult(http_status=200, results=results)
 
     def get_message(self, sid: str) -> SmsResult | None:
+        # Everything the outbox took counts as delivered when asked about later.
         entry = _by_sid.get(sid)
         if entry is None:
             return None
-        return SmsResult(
-            sid=sid,
-            to=entry.to,
-            sender=entry.sender,
-            status=status.SENT,
-            detailed_status_code=20005,
-            detailed_status="DELIVERED_TO_HANDSET",
-            sms_units=1,
-            price=None,
-            date_created=None,
-            date_updated=None,
-            date_sent=None,
-            body=entry.body,
-            direction="outbound-api",
-            account_sid=None,
-            uri=None,
-            raw={},
-        )
+        return _result(entry, status.SENT, 20005, "DELIVERED_TO_HANDSET")
 
 
 def clear() -> None:
