@@ -62,8 +62,15 @@ def public(live_server, sandbox, settings) -> Iterator[contextlib.AbstractContex
     app = httpd.get_app()
 
     def serialized(environ, start_response):
+        def close_after(status, headers, exc_info=None):
+            # Without a length Django's server closes the connection after the answer, so
+            # no request thread outlives the test on one of the sandbox's idle keep-alive
+            # connections (it would touch the shared connection after the session ends).
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            return start_response(status, headers, exc_info)
+
         with lock:
-            return app(environ, start_response)
+            return app(environ, close_after)
 
     httpd.set_app(serialized)
     try:
