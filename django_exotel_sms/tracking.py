@@ -34,8 +34,13 @@ class StatusReport:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+_KNOWN = frozenset(s for s, _ in status.STATUS_CHOICES)
+
+
 def _behind(new: str) -> list[str]:
-    """Statuses a message may be in for ``new`` to be a forward move."""
+    """Statuses a message may be in for ``new`` to be a forward move (none: unknown word)."""
+    if new not in _KNOWN:
+        return []  # an unknown word (e.g. from the details API) is kept in history only
     return [s for s, _ in status.STATUS_CHOICES if status.can_advance(s, new)]
 
 
@@ -87,7 +92,11 @@ def apply_report(message_pk: int, report: StatusReport, source: str) -> bool:
             source=source,
             applied=changed,
             payload=report.payload or None,
-            note="" if changed else f"not applied: message was already {previous}",
+            note=""
+            if changed
+            else "not applied: unknown status"
+            if report.status not in _KNOWN
+            else f"not applied: message was already {previous}",
         )
         if changed:
             signals.notify_after_commit([(message_pk, previous, report.status, source)], using=db)

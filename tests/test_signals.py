@@ -244,6 +244,26 @@ def test_reconciliation_fires_delivered_once_and_callbacks_do_not_repeat_it(
     ]
 
 
+def test_reconciliation_keeps_an_unknown_status_word_out_of_the_message(
+    recorder, on_commit, monkeypatch
+):
+    with on_commit():
+        message = SmsMessage.objects.send(GOOD[0], "Your OTP is 1234", send_async=False)
+    message.refresh_from_db()
+    recorder.calls.clear()
+    looked_up = rejected_result(GOOD[0])
+    odd = type(looked_up)(**{**vars(looked_up), "sid": message.sid, "status": "delivered-ish"})
+    monkeypatch.setattr(LocmemBackend, "get_message", lambda self, sid: odd)
+    with on_commit():
+        assert reconcile.refresh_message(message) is False
+    message.refresh_from_db()
+    assert message.status == status.QUEUED
+    event = message.events.last()
+    assert (event.status, event.applied, event.source) == ("delivered-ish", False, "reconcile")
+    assert "unknown" in event.note
+    assert recorder.calls == []
+
+
 # -- receivers ------------------------------------------------------------------------
 
 
