@@ -106,6 +106,10 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
         )
         if connections[db].features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
+            if connections[db].vendor == "mysql":
+                # InnoDB locks every row a filesort reads, so a sorted claim could lock the whole
+                # batch and leave concurrent claims empty; unsorted it locks only the rows it takes.
+                qs = qs.order_by()
         ids = list(qs.values_list("pk", flat=True)[:limit])
         if not ids:
             return None

@@ -5,11 +5,50 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import redis
 
-ON_POSTGRES = os.environ.get("TEST_DB") == "postgres"
+TEST_DB = os.environ.get("TEST_DB", "sqlite")
+ON_POSTGRES = TEST_DB == "postgres"
 needs_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="needs TEST_DB=postgres")
+# Row locks with SKIP LOCKED: PostgreSQL, and MariaDB 10.6+ (tests/test_databases.py checks it).
+needs_row_locks = pytest.mark.skipif(
+    TEST_DB not in ("postgres", "mysql"), reason="needs TEST_DB=postgres or TEST_DB=mysql"
+)
+
+
+REDIS_BROKER = "redis://127.0.0.1:6379/15"
+RABBITMQ_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+# The broker real-worker tests run on (worker subprocesses and this process alike).
+BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_BROKER
+
+
+def use_broker(app: Any, url: str) -> None:
+    """Point this process's Celery app at ``url``.
+
+    The app keeps its connection and producer pools once made; they are kombu's pools per
+    broker URL (left open: others may hold them), so forgetting them is enough to switch.
+    The read and write URLs are set too: Celery prefers CELERY_BROKER_URL to ``broker_url``.
+    """
+    app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = url
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+
+
+def purge_broker(url: str) -> None:
+    """Drop every task left on the broker, so none from an earlier test reaches a worker."""
+    if url.startswith("redis"):
+        redis.Redis.from_url(url).flushdb()  # the queues and the unacked set
+        return
+    from kombu import Connection, Queue
+
+    with Connection(url, connect_timeout=10) as conn:
+        queue = Queue("celery", durable=True)(conn.default_channel)
+        queue.declare()
+        queue.purge()
 
 
 def numbers(count: int, start: int = 0) -> list[str]:

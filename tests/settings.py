@@ -66,7 +66,12 @@ elif _db == "mysql":
             "USER": "root",
             "HOST": "127.0.0.1",
             "PORT": "3306",
-            "TEST": {"NAME": os.environ.get("TEST_DB_NAME", "test_django_exotel_sms")},
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {
+                "NAME": os.environ.get("TEST_DB_NAME", "test_django_exotel_sms"),
+                "CHARSET": "utf8mb4",
+                "COLLATION": "utf8mb4_unicode_ci",
+            },
         }
     }
 else:

@@ -1,4 +1,7 @@
-"""Real Celery workers (subprocesses) on the real Redis broker and PostgreSQL.
+"""Real Celery workers (subprocesses) on a real broker and PostgreSQL.
+
+The broker is CELERY_BROKER_URL's (Redis unless set: ``nox -s brokers-rabbitmq`` runs these
+on RabbitMQ); the rate limiter is on Redis either way.
 
 Each test proves that every message ends in a definite state and that the local
 Exotel's request log shows no recipient sent twice.
@@ -22,34 +25,35 @@ from django.db import connection
 from django_exotel_sms import reconcile, status
 from django_exotel_sms.models import SmsBatch, SmsMessage
 
-from .helpers import needs_postgres, numbers, wait_until
+from .helpers import BROKER_URL, needs_postgres, numbers, purge_broker, use_broker, wait_until
 
 pytestmark = [needs_postgres, pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKER_DB = 15
 RATE_DB = 14
 OPEN = (status.PENDING, status.SUBMITTING)
 
 
 @pytest.fixture(autouse=True)
 def _broker(settings) -> Iterator[None]:
-    redis.Redis(host="127.0.0.1", port=6379, db=BROKER_DB).flushdb()
+    purge_broker(BROKER_URL)
     redis.Redis(host="127.0.0.1", port=6379, db=RATE_DB).flushdb()
     from tests.celery_app import app
 
-    app.conf.broker_url = f"redis://127.0.0.1:6379/{BROKER_DB}"
+    use_broker(app, BROKER_URL)
     yield
-    redis.Redis(host="127.0.0.1", port=6379, db=BROKER_DB).flushdb()
+    purge_broker(BROKER_URL)
 
 
 class Worker:
-    def __init__(self, overrides: dict, name: str, concurrency: int = 2) -> None:
+    def __init__(
+        self, overrides: dict, name: str, concurrency: int = 2, broker_url: str = BROKER_URL
+    ) -> None:
         env = dict(os.environ)
         env.update(
             TEST_DB="postgres",
             PGDATABASE=connection.settings_dict["NAME"],
-            CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{BROKER_DB}",
+            CELERY_BROKER_URL=broker_url,
             EXOTEL_SMS_OVERRIDES=json.dumps(overrides),
             DJANGO_SETTINGS_MODULE="tests.settings",
         )

@@ -13,7 +13,7 @@ from django_exotel_sms import reconcile, sending, status
 from django_exotel_sms.models import SmsBatch, SmsMessage, StatusEvent
 from django_exotel_sms.sandbox import SandboxServer
 
-from .helpers import needs_postgres, numbers
+from .helpers import needs_row_locks, numbers
 
 pytestmark = pytest.mark.django_db
 
@@ -215,10 +215,10 @@ def test_queries_per_chunk_are_constant(sandbox, kind):
     assert per_chunk <= 12, counts
 
 
-@needs_postgres
+@needs_row_locks
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_workers_send_each_message_once(sandbox):
-    """Row claiming with SKIP LOCKED on PostgreSQL: two workers on one batch never overlap."""
+    """Row claiming with SKIP LOCKED (PostgreSQL, MariaDB): two workers on one batch, no overlap."""
     sandbox.configure(latency=0.02)
     batch = _bulk(1000)
     barrier = threading.Barrier(2)
