@@ -50,6 +50,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,9 @@ def _settings_namespace() -> dict[str, Any]:
     ns: dict[str, Any] = {}
     for name in dir(settings):
         if name.isupper():
-            value = getattr(settings, name)
+            with warnings.catch_warnings():  # reading a deprecated default warns (Django 4.2)
+                warnings.simplefilter("ignore")
+                value = getattr(settings, name)
             try:
                 ns[name] = copy.deepcopy(value)
             except Exception:  # noqa: BLE001 - an uncopyable setting is shared, not copied
