@@ -204,6 +204,8 @@ def parse_exotel_datetime(value: object) -> datetime | None:
     try:
         if parsed.timestamp() <= 0:
             return None
+        # A value with no UTC equivalent (9999-12-31 at -14:00) could not be stored.
+        parsed.astimezone(timezone.utc)
     except (OverflowError, OSError, ValueError):
         return None
     return parsed

@@ -522,3 +522,10 @@ def test_parse_retry_after_http_date_against_the_clock() -> None:
     future = datetime.now(timezone.utc) + timedelta(seconds=90)
     seconds = parse_retry_after(format_datetime(future, usegmt=True))
     assert seconds is not None and 80 <= seconds <= 91
+
+
+def test_datetime_without_a_utc_equivalent_is_none():
+    from django_exotel_sms.client import parse_exotel_datetime
+
+    assert parse_exotel_datetime("9999-12-31T23:59:59-14:00") is None
+    assert parse_exotel_datetime("2024-01-02 10:00:00").utcoffset().total_seconds() == 19800
