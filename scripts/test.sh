@@ -16,11 +16,12 @@ bash scripts/browser-setup.sh .venv/bin/python
 bash scripts/services.sh
 mkdir -p artifacts
 
-.venv/bin/ruff check django_exotel_sms tests example_project bench
-.venv/bin/ruff format --check django_exotel_sms tests example_project bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy django_exotel_sms
 .venv/bin/sphinx-build -W -q -b html docs docs/_build/html
-DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/django-admin makemigrations --check --dry-run \
+# python -m (not django-admin): the checkout must be importable for tests.settings.
+DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/python -m django makemigrations --check --dry-run \
   django_exotel_sms
 
 echo "== pytest on PostgreSQL =="
