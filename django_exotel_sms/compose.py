@@ -277,4 +277,3 @@ def render(
         return dlt.render(tpl.body, context or [], max_var_length=max_var_length)
     except (ValueError, TypeError) as exc:  # TypeError: context is a str or not a collection
         raise SmsValidationError({"context": [str(exc)]}) from exc
-
