@@ -6,6 +6,13 @@ import pytest
 
 from django_exotel_sms import ratelimit
 from django_exotel_sms.backends import locmem, reset_backends
+from tests.celery_app import app as celery_app
+
+# One Celery app for every thread of the test process. Celery's "current app" is
+# thread-local and falls back to the *default* app elsewhere; if anything touched
+# ``current_app`` first, the default would be a bare fallback app and tasks enqueued from
+# another thread (live server, API race tests) would miss patches and eager mode.
+celery_app.set_default()
 
 
 @pytest.fixture(autouse=True)
