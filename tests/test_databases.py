@@ -88,7 +88,11 @@ def test_claim_locks_rows_with_skip_locked(pending_batch):
     with CaptureQueriesContext(connection) as ctx:
         claim = sending._claim(SmsMessage.objects.filter(batch=batch), 100)
     assert claim is not None and len(claim.rows) == 5
-    assert _claim_select(ctx.captured_queries).endswith("FOR UPDATE SKIP LOCKED")
+    select = _claim_select(ctx.captured_queries)
+    assert select.endswith("FOR UPDATE SKIP LOCKED")
+    if connection.vendor == "mysql":
+        # Sorted, InnoDB may read (and lock) every pending row before taking 100 of them.
+        assert "ORDER BY" not in select
 
 
 @needs_sqlite

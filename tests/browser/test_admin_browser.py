@@ -37,14 +37,22 @@ def exotel(sandbox, live_server, settings) -> Iterator[Any]:
     settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "CALLBACK_BASE_URL": f"{live_server.url}/exotel/"}
     # Callbacks come well after the send's own request has finished with the database.
     sandbox.configure(callback_delay=0.5)
-    import tests.celery_app  # noqa: F401  (the app the tasks resolve to)
-    from django_exotel_sms.tasks import send_message
+    from celery import _state
 
-    app = send_message.app
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
+    from tests.celery_app import app
+
+    # The live server answers each request in a new thread, where shared tasks resolve to
+    # Celery's default app (not this thread's current one): make the tests' app the default,
+    # and every app eager, whichever an earlier test left behind.
+    default = _state.default_app
+    _state.set_default_app(app)
+    eager = {each: each.conf.task_always_eager for each in [app, *_state._get_active_apps()]}
+    for each in eager:
+        each.conf.task_always_eager = True
     yield sandbox
-    app.conf.task_always_eager = before
+    for each, before in eager.items():
+        each.conf.task_always_eager = before
+    _state.set_default_app(default)
 
 
 def _admin(live_server, path: str = "") -> str:
