@@ -76,10 +76,13 @@ def _sqlite(path: str) -> dict[str, Any]:
     # Several processes write at once (web server, worker): wait for locks instead of failing,
     # and take the write lock when a transaction starts (Django 5.1+).
     options: dict[str, Any] = {"timeout": 30}
+    engine = "django.db.backends.sqlite3"
     if django.VERSION >= (5, 1):
         options["transaction_mode"] = "IMMEDIATE"
         options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
-    return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": options}
+    else:
+        engine = "example_project.sqlite_backend"  # the same, by hand
+    return {"ENGINE": engine, "NAME": path, "OPTIONS": options}
 
 
 def _database() -> dict[str, Any]:
