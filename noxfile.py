@@ -18,12 +18,13 @@ tests included, then on SQLite; then ``nox -t ci`` runs the sessions tagged ``ci
 
 * ``django-4.2-sqlite``  -- the oldest supported Django;
 * ``django-6-postgres``  -- the newest Django, real workers included;
-* ``django-5.2-mysql``   -- MariaDB (row claiming with SKIP LOCKED, version checks);
+* ``django-5.2-mysql``   -- MariaDB on the current LTS (SKIP LOCKED claims, version checks);
+* ``django-6-mysql``     -- MariaDB on the newest Django (which needs MariaDB 10.11+);
 * ``brokers-rabbitmq``   -- every real-worker test over RabbitMQ.
 
-So every database, broker, and the oldest and newest Django run at least once per CI run.
-The rest of the matrix runs on demand: ``nox`` (everything) or ``nox -s NAME``. Measured
-timings are in docs/compatibility.rst.
+So every database, broker, and the oldest and newest Django run at least once per CI run:
+about 20 minutes in all, measured (docs/compatibility.rst has the timings). The rest of the
+matrix runs on demand: ``nox`` (everything) or ``nox -s NAME``.
 
 The databases and brokers are the local services that ``scripts/services.sh`` starts
 (PostgreSQL 127.0.0.1:5432, MariaDB 127.0.0.1:3306 as root with no password, Redis
@@ -56,7 +57,13 @@ BROKERS = {
     "redis": "redis://127.0.0.1:6379/15",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
 }
-CI_SESSIONS = {"django-4.2-sqlite", "django-6-postgres", "django-5.2-mysql", "brokers-rabbitmq"}
+CI_SESSIONS = {
+    "django-4.2-sqlite",
+    "django-6-postgres",
+    "django-5.2-mysql",
+    "django-6-mysql",
+    "brokers-rabbitmq",
+}
 NOT_HERE = "not browser and not packaging"
 WORKER_TESTS = ("tests/test_celery_worker.py", "tests/test_brokers.py")
 
