@@ -360,9 +360,6 @@ class SandboxServer:
                 message.duplicate_callback = self._dice.chance(faults.callback_duplicate_rate)
                 message.reorder_callback = self._dice.chance(faults.callback_reorder)
         self._store.add_messages(fresh)
-        due = now + faults.callback_delay
-        for message in fresh:
-            self._dispatcher.schedule_transition(message.sid, due)
         code_as_str = not request.as_list  # as in the documented examples
         entries: list[Fields] = []
         for entry in plan:
@@ -379,6 +376,11 @@ class SandboxServer:
                     detailed_status=_DETAILED_NAMES[code],
                 )
             )
+        # Only now: the answer shows each message as accepted, never a final state that a
+        # short callback_delay reached while a long answer was still being built.
+        due = now + faults.callback_delay
+        for message in fresh:
+            self._dispatcher.schedule_transition(message.sid, due)
         return entries, bool(rejected)
 
     def _new_message(
