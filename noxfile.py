@@ -23,7 +23,7 @@ tests included, then on SQLite; then ``nox -t ci`` runs the sessions tagged ``ci
 * ``brokers-rabbitmq``   -- every real-worker test over RabbitMQ.
 
 So every database, broker, and the oldest and newest Django run at least once per CI run:
-about 20 minutes in all, measured (docs/compatibility.rst has the timings). The rest of the
+17 minutes end to end, measured (docs/compatibility.rst has the timings). The rest of the
 matrix runs on demand: ``nox`` (everything) or ``nox -s NAME``.
 
 The databases and brokers are the local services that ``scripts/services.sh`` starts
