@@ -176,18 +176,15 @@ def test_read_timeouts_end_uncertain_never_resent(sandbox, start_worker):
     _assert_exactly_once(sandbox, targets)
 
 
-@pytest.mark.parametrize("delivery", ["at-most-once"])
-def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
-    sandbox, start_worker, settings, delivery
-):
+def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(sandbox, start_worker, settings):
     """Kill the whole worker mid-batch, reconcile, start another: nothing lost or duplicated.
 
     "Lost" means a message that ends looking handled (or stays open) while Exotel never got
     it. Rows whose request had started when the worker died are ambiguous by nature (no
-    idempotency key at Exotel): at-most-once flags them ``uncertain`` and never resends;
-    at-least-once resends them. Everything else is sent exactly once either way.
+    idempotency key at Exotel): the default at-most-once mode flags them ``uncertain`` and
+    never resends them. Everything else is sent exactly once.
     """
-    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "BATCH_PARALLELISM": 2, "DELIVERY": delivery}
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "BATCH_PARALLELISM": 2}
     sandbox.configure(latency=0.4)
     targets = numbers(3000)
     first = start_worker("doomed")
@@ -221,19 +218,12 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
     # Every number outside the in-flight chunks reached Exotel exactly once.
     for number in set(targets) - in_flight:
         assert accepted.get(number) == 1, number
-    if delivery == "at-most-once":
-        assert set(final) <= {status.QUEUED, status.UNCERTAIN}, final
-        assert max(accepted.values()) == 1, "nothing is ever sent twice"
-        uncertain = set(
-            SmsMessage.objects.filter(batch=batch, status=status.UNCERTAIN).values_list(
-                "to", flat=True
-            )
-        )
-        assert uncertain == in_flight, "exactly the ambiguous rows are flagged"
-        # A flagged row either reached Exotel once or never: never silently done.
-        assert {n for n in targets if n not in accepted} <= uncertain
-    else:
-        assert set(final) == {status.QUEUED}, final
-        assert set(accepted) == set(targets), "at-least-once: every number reached Exotel"
-        assert {n for n, c in accepted.items() if c > 1} <= in_flight
+    assert set(final) <= {status.QUEUED, status.UNCERTAIN}, final
+    assert max(accepted.values()) == 1, "nothing is ever sent twice"
+    uncertain = set(
+        SmsMessage.objects.filter(batch=batch, status=status.UNCERTAIN).values_list("to", flat=True)
+    )
+    assert uncertain == in_flight, "exactly the ambiguous rows are flagged"
+    # A flagged row either reached Exotel once or never: never silently done.
+    assert {n for n in targets if n not in accepted} <= uncertain
     assert SmsBatch.objects.get(pk=batch.pk).total == 3000
