@@ -19,7 +19,7 @@ needs_row_locks = pytest.mark.skipif(
 )
 
 
-REDIS_BROKER = "redis://127.0.0.1:6379/15"
+REDIS_BROKER = "redis://127.0.0.1:6379/15"  # CELERY_BROKER_URL overrides it
 RABBITMQ_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 # The broker real-worker tests run on (worker subprocesses and this process alike).
 BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_BROKER

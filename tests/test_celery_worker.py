@@ -30,7 +30,8 @@ from .helpers import BROKER_URL, needs_postgres, numbers, purge_broker, use_brok
 pytestmark = [needs_postgres, pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
-RATE_DB = 14
+# Concurrent runs (e.g. two checkouts) each need their own Redis database for the limiter.
+RATE_DB = int(os.environ.get("TEST_RATE_DB", "14"))
 OPEN = (status.PENDING, status.SUBMITTING)
 
 
