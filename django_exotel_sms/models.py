@@ -110,6 +110,15 @@ class SmsTemplate(models.Model):
         DltEntity, on_delete=models.PROTECT, null=True, blank=True, related_name="templates"
     )
     is_active = models.BooleanField(_("active"), default=True)
+    valid_for = models.DurationField(
+        _("valid for"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Messages from this template expire if not handed to Exotel within this time "
+            "(e.g. 00:10:00 for an OTP). Empty: the SMS type's default, or never."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -219,15 +228,15 @@ class SmsMessage(models.Model):
     template = models.ForeignKey(
         SmsTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
     )
-    dlt_template_id = models.CharField(max_length=32, blank=True)
-    dlt_entity_id = models.CharField(max_length=32, blank=True)
-    sms_type = models.CharField(max_length=24, choices=SMS_TYPE_CHOICES, blank=True)
+    dlt_template_id = models.CharField(_("DLT template id"), max_length=32, blank=True)
+    dlt_entity_id = models.CharField(_("DLT entity id"), max_length=32, blank=True)
+    sms_type = models.CharField(_("SMS type"), max_length=24, choices=SMS_TYPE_CHOICES, blank=True)
     encoding = models.CharField(max_length=8, choices=ENCODING_CHOICES, default="plain")
     segments = models.PositiveSmallIntegerField(default=1)
     priority = models.CharField(max_length=8, choices=PRIORITY_CHOICES, blank=True)
     custom_field = models.CharField(max_length=255, blank=True)
-    shorten_urls = models.BooleanField(null=True, blank=True)
-    shorten_url_params = models.JSONField(null=True, blank=True)
+    shorten_urls = models.BooleanField(_("shorten URLs"), null=True, blank=True)
+    shorten_url_params = models.JSONField(_("shorten URL params"), null=True, blank=True)
     account = models.CharField(max_length=64, default="default")
     batch = models.ForeignKey(
         SmsBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
@@ -235,9 +244,12 @@ class SmsMessage(models.Model):
 
     sid = models.CharField(_("Exotel Sid"), max_length=64, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=status.STATUS_CHOICES, default=status.PENDING)
-    detailed_status_code = models.IntegerField(null=True, blank=True)
-    detailed_status = models.CharField(max_length=64, blank=True)
-    sms_units = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Why the send gate holds or refused it: a suppression reason for ``suppressed``, or
+    # e.g. "scheduled" / "window" for a pending row waiting for its ``next_attempt_at``.
+    status_reason = models.CharField(_("status reason"), max_length=32, blank=True)
+    detailed_status_code = models.IntegerField(_("detailed status code"), null=True, blank=True)
+    detailed_status = models.CharField(_("detailed status"), max_length=64, blank=True)
+    sms_units = models.PositiveSmallIntegerField(_("SMS units"), null=True, blank=True)
     price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     error_code = models.IntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True)
@@ -248,7 +260,11 @@ class SmsMessage(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set just before the HTTP request: a stale claim without it never reached Exotel.
     request_started_at = models.DateTimeField(null=True, blank=True, editable=False)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # "Not before": the claim takes a pending row only once this has passed. It holds a
+    # retry's backoff, a scheduled send time, or the next opening of a sending window.
+    next_attempt_at = models.DateTimeField(_("not before"), null=True, blank=True)
+    send_at = models.DateTimeField(_("send at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -270,6 +286,8 @@ class SmsMessage(models.Model):
             models.Index(fields=["detailed_status_code"], name="exotel_msg_detailed_code"),
             models.Index(fields=["status", "claimed_at"], name="exotel_msg_status_claimed"),
             models.Index(fields=["status", "updated_at"], name="exotel_msg_status_updated"),
+            models.Index(fields=["status", "next_attempt_at"], name="exotel_msg_status_due"),
+            models.Index(fields=["status", "expires_at"], name="exotel_msg_status_expires"),
         ]
 
     def __str__(self) -> str:

@@ -24,10 +24,10 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
-from django.db.models import F, Field, Q, QuerySet
+from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
-from . import callbacks, encoding, ratelimit, signals, status
+from . import callbacks, encoding, gate, ratelimit, signals, status
 from .backends import get_backend
 from .client import BulkResult, SmsResult
 from .conf import get_settings
@@ -98,12 +98,7 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
     token = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic(using=db):
-        qs = (
-            base.using(db)
-            .filter(status=status.PENDING)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .order_by("pk")
-        )
+        qs = gate.due(base.using(db), now).order_by("pk")
         if connections[db].features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
             if connections[db].vendor == "mysql":
@@ -111,23 +106,36 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
                 # batch and leave concurrent claims empty; unsorted it locks only the rows it takes.
                 qs = qs.order_by()
         ids = list(qs.values_list("pk", flat=True)[:limit])
-        if not ids:
-            return None
-        # The status condition makes the claim safe on databases without row locks too.
-        SmsMessage.objects.using(db).filter(pk__in=ids, status=status.PENDING).update(
-            status=status.SUBMITTING,
-            claim_token=token,
-            claimed_at=now,
-            request_started_at=None,
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
+        if ids:
+            # The status condition makes the claim safe on databases without row locks too.
+            SmsMessage.objects.using(db).filter(pk__in=ids, status=status.PENDING).update(
+                status=status.SUBMITTING,
+                claim_token=token,
+                claimed_at=now,
+                request_started_at=None,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+    if not ids:
+        # Nothing claimable: close what expired meanwhile (the claim never takes it anyway).
+        gate.expire(base.using(db), now)
+        return None
     rows = list(
         SmsMessage.objects.using(db)
         .filter(claim_token=token, status=status.SUBMITTING)
         .order_by("pk")
         .values(*ROW_FIELDS)
     )
+    refused = gate.screen(rows, now)
+    if refused:
+        gate.close(
+            refused,
+            status.SUPPRESSED,
+            from_statuses=(status.SUBMITTING,),
+            claim_token=token,
+            note="refused at claim",
+        )
+        rows = [r for r in rows if r["pk"] not in refused]
     if not rows:
         return None
     return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})

@@ -9,6 +9,11 @@ The state machine (documented in the README and docs/delivery.rst)::
                           │  └──429 / 503 / connect error──► pending (retried later)
                           └──worker died (stale claim)──► pending or resolved by reconciliation
 
+    pending ──the send gate refuses it for good──► suppressed | expired | cancelled
+
+``suppressed``, ``expired`` and ``cancelled`` are local final statuses of messages that were
+never handed to Exotel (``gate.py`` decides them; ``status_reason`` says why).
+
 Status only moves forward (by ``rank``); once terminal, it never changes again. A
 late or repeated report still becomes a ``StatusEvent`` in the history.
 """
@@ -22,6 +27,10 @@ PENDING = "pending"
 SUBMITTING = "submitting"
 UNCERTAIN = "uncertain"
 REJECTED = "rejected"
+# Local final statuses: the message was never handed to Exotel, on purpose.
+SUPPRESSED = "suppressed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
 
 # Exotel's statuses, stored verbatim.
 QUEUED = "queued"
@@ -42,10 +51,15 @@ STATUS_CHOICES: list[tuple[str, str]] = [
     (FAILED_DND, "Failed: DND"),
     (FAILED, "Failed"),
     (REJECTED, "Rejected by the API"),
+    (SUPPRESSED, "Suppressed (not sent: opt-out, DND, limit, allow-list or veto)"),
+    (EXPIRED, "Expired (not sent before its expiry)"),
+    (CANCELLED, "Cancelled (not sent)"),
 ]
 
 EXOTEL_STATUSES = frozenset({QUEUED, SENDING, SUBMITTED, SENT, FAILED_DND, FAILED})
-TERMINAL_STATUSES = frozenset({SENT, FAILED_DND, FAILED, REJECTED})
+# Final without reaching Exotel, by the send gate's decision; not failures (no sms_failed).
+NOT_SENT_STATUSES = frozenset({SUPPRESSED, EXPIRED, CANCELLED})
+TERMINAL_STATUSES = frozenset({SENT, FAILED_DND, FAILED, REJECTED}) | NOT_SENT_STATUSES
 FAILURE_STATUSES = frozenset({FAILED_DND, FAILED, REJECTED})
 # Statuses reconciliation should ask Exotel about: it has (or may have) the message.
 OPEN_AT_EXOTEL = frozenset({QUEUED, SENDING, SUBMITTED, UNCERTAIN})
@@ -61,6 +75,9 @@ _RANK = {
     FAILED_DND: 100,
     FAILED: 100,
     REJECTED: 100,
+    SUPPRESSED: 100,
+    EXPIRED: 100,
+    CANCELLED: 100,
 }
 
 
@@ -71,6 +88,11 @@ def rank(status: str) -> int:
 
 def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
+
+
+def is_not_sent(status: str) -> bool:
+    """A local final status: the gate kept the message from Exotel for good."""
+    return status in NOT_SENT_STATUSES
 
 
 def is_failure(status: str) -> bool:

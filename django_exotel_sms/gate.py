@@ -1,0 +1,110 @@
+"""The send gate: whether a pending row may leave now. One rule, taken in two places.
+
+* at compose time (``managers``), to give the caller a clear answer before saving;
+* at claim time (``sending._claim``), set-based and inside the claim's own queries, so a
+  change made in between also holds: a suppression added, a window closing, an expiry
+  passing, a cancellation.
+
+A row the gate only delays stays ``pending`` with a visible ``next_attempt_at`` ("not
+before"). A row it refuses for good gets a local final status (``suppressed``,
+``expired`` or ``cancelled``) with its ``status_reason``, a history entry and its
+signals, once, through :func:`close`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import router, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from . import signals, status
+from .models import SmsMessage, StatusEvent
+
+
+def _db() -> str:
+    return router.db_for_write(SmsMessage)
+
+
+def due(qs: QuerySet[SmsMessage], now: datetime) -> QuerySet[SmsMessage]:
+    """The rows of ``qs`` that may be claimed now: pending, not before now, not expired."""
+    return qs.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+        status=status.PENDING,
+    )
+
+
+def expire(qs: QuerySet[SmsMessage], now: datetime, limit: int = 10_000) -> int:
+    """Close the pending rows of ``qs`` whose expiry has passed; set-based, never one by one."""
+    pks = list(
+        qs.filter(status=status.PENDING, expires_at__lte=now).values_list("pk", flat=True)[:limit]
+    )
+    if not pks:
+        return 0
+    return len(close(dict.fromkeys(pks, "expired"), status.EXPIRED, note="expired before sending"))
+
+
+def screen(rows: Sequence[Mapping[str, Any]], now: datetime) -> dict[int, str]:
+    """Claimed rows the gate refuses for good, as ``{pk: reason}`` (to become ``suppressed``)."""
+    return {}
+
+
+def close(
+    reasons: Mapping[int, str],
+    new_status: str,
+    *,
+    source: str = StatusEvent.SOURCE_LOCAL,
+    note: str = "",
+    from_statuses: Iterable[str] = (status.PENDING,),
+    claim_token: uuid.UUID | None = None,
+) -> list[int]:
+    """Move rows to a local final status, each with its reason; returns the pks moved.
+
+    Only rows still in ``from_statuses`` (and, when given, still under ``claim_token``)
+    move, so a row a worker claimed meanwhile is never closed, and a row closed
+    meanwhile is never closed twice: its history and signals are written once.
+    """
+    if not reasons:
+        return []
+    assert status.is_not_sent(new_status), new_status
+    db = _db()
+    now = timezone.now()
+    from_statuses = list(from_statuses)
+    with transaction.atomic(using=db):
+        lookup = SmsMessage.objects.using(db).filter(pk__in=list(reasons), status__in=from_statuses)
+        if claim_token is not None:
+            lookup = lookup.filter(claim_token=claim_token)
+        owned = dict(lookup.select_for_update().values_list("pk", "status"))
+        if not owned:
+            return []
+        by_reason: dict[str, list[int]] = {}
+        for pk in owned:
+            by_reason.setdefault(reasons[pk][:32], []).append(pk)
+        for reason, pks in by_reason.items():
+            SmsMessage.objects.using(db).filter(pk__in=pks, status__in=from_statuses).update(
+                status=new_status,
+                status_reason=reason,
+                claim_token=None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+        StatusEvent.objects.using(db).bulk_create(
+            [
+                StatusEvent(
+                    message_id=pk,
+                    status=new_status,
+                    source=source,
+                    note=(f"{note}: {reasons[pk]}" if note else reasons[pk])[:255],
+                )
+                for pk in owned
+            ]
+        )
+        signals.notify_after_commit(
+            ((pk, previous, new_status, source) for pk, previous in owned.items()), using=db
+        )
+    return list(owned)
