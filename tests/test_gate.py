@@ -43,9 +43,8 @@ def test_close_moves_only_rows_still_pending_and_signals_once(monkeypatch) -> No
     rows = dict(SmsMessage.objects.filter(pk__in=pks).values_list("pk", "status"))
     assert rows == {pks[0]: "cancelled", pks[1]: "cancelled", pks[2]: "submitting"}
     assert StatusEvent.objects.filter(message_id__in=pks, status="cancelled").count() == 2
-    assert set(SmsMessage.objects.filter(pk__in=pks[:2]).values_list("status_reason", flat=True)) == {
-        "manual"
-    }
+    reasons = SmsMessage.objects.filter(pk__in=pks[:2]).values_list("status_reason", flat=True)
+    assert set(reasons) == {"manual"}
 
 
 def test_expired_rows_are_never_claimed_and_are_closed(monkeypatch) -> None:
