@@ -262,7 +262,7 @@ def _adoption_candidates(scope: callbacks.CallbackScope, to: str) -> list[int]:
     ]
 
 
-def _adopt(pk: int, sid: str) -> bool:
+def adopt(pk: int, sid: str) -> bool:
     """Give a message its Sid: compare-and-set, so two reports never both adopt it."""
     db = router.db_for_write(SmsMessage)
     now = timezone.now()
@@ -291,7 +291,7 @@ def locate(scope: callbacks.CallbackScope, sid: str, to: str) -> int | None:
         return None
     if len(candidates) > 1:
         raise Ambiguous(candidates)
-    if _adopt(candidates[0], sid):
+    if adopt(candidates[0], sid):
         logger.info("SMS %s: adopted Sid %s from a status callback", candidates[0], sid)
         return candidates[0]
     # Lost a race with another report: whoever won, the Sid's owner is now stored.

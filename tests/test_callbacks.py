@@ -13,11 +13,11 @@ from django.core import signing
 from django.test import Client
 from django.urls import reverse
 
-from django_exotel_sms import callbacks, status
+from django_exotel_sms import callbacks, sending, status
 from django_exotel_sms.backends import locmem
 from django_exotel_sms.models import ClickEvent, SmsBatch, SmsMessage, StatusEvent
 from django_exotel_sms.signals import sms_delivered, sms_failed, sms_status_changed
-from django_exotel_sms.tracking import HELD_NOTE, RELEASED_NOTE
+from django_exotel_sms.tracking import HELD_NOTE, NOT_THIS_NOTE, RELEASED_NOTE
 
 pytestmark = pytest.mark.django_db
 
@@ -938,8 +938,11 @@ def test_early_callback_for_a_number_repeated_in_the_chunk_waits_for_the_answer(
     ]
     # The report was held on the three candidates, then applied to its own message only.
     for i in (0, 4):
-        assert _held(rows[i]) == [(sids[2], status.SENT, False)]
-    assert _held(rows[2]) == []
+        assert list(rows[i].events.values_list("source", "status", "applied", "note")) == [
+            ("callback", status.SENT, False, NOT_THIS_NOTE),
+            ("api", status.QUEUED, True, ""),
+        ]
+        assert rows[i].events.first().payload["SmsSid"] == sids[2]
     assert list(rows[2].events.values_list("source", "status", "applied", "note")) == [
         ("callback", status.SENT, False, RELEASED_NOTE),
         ("api", status.QUEUED, True, ""),
@@ -947,6 +950,41 @@ def test_early_callback_for_a_number_repeated_in_the_chunk_waits_for_the_answer(
     ]
     assert [e for e in events if e[0] != "changed"] == [
         ("delivered", rows[2].pk, status.QUEUED, status.SENT)
+    ]
+
+
+def test_held_report_goes_to_the_last_candidate_once_the_others_have_sids(
+    client, monkeypatch, events, django_capture_on_commit_callbacks
+):
+    """An uncertain row's callback comes while a row to the same number is in flight."""
+    batch = SmsBatch.objects.create(kind=SmsBatch.KIND_STATIC, total=2)
+    in_flight = make_message(sid=None, st=status.PENDING, batch=batch)
+    lost = make_message(sid=None, st=status.UNCERTAIN, batch=batch)
+    original = locmem.LocmemBackend.send_bulk
+
+    def send_bulk(self, to, body, sender, **options):
+        result = original(self, to, body, sender, **options)
+        path = local_path(options["status_callback"])
+        assert client.post(path, report("sid-of-lost")).status_code == 200
+        return result
+
+    monkeypatch.setattr(locmem.LocmemBackend, "send_bulk", send_bulk)
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.deliver_batch(batch.pk)
+    lost.refresh_from_db()
+    in_flight.refresh_from_db()
+    assert (lost.sid, lost.status) == ("sid-of-lost", status.SENT)
+    assert (in_flight.sid, in_flight.status) == (locmem.outbox[0].sid, status.QUEUED)
+    assert list(in_flight.events.values_list("source", "applied", "note")) == [
+        ("callback", False, NOT_THIS_NOTE),
+        ("api", True, ""),
+    ]
+    assert list(lost.events.values_list("source", "applied", "note")) == [
+        ("callback", False, RELEASED_NOTE),
+        ("callback", True, ""),
+    ]
+    assert [e for e in events if e[0] == "delivered"] == [
+        ("delivered", lost.pk, status.UNCERTAIN, status.SENT)
     ]
 
 
