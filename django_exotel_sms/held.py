@@ -9,9 +9,9 @@ A row that got another Sid is not the report's (at most once, a row has one Sid)
 all candidates but one have Sids of their own, the last one adopts the held Sid.
 
 :func:`write_sids` guards the outcome write: should another row already hold a Sid that
-Exotel's answer gives to one of ours (it cannot happen without a guess, which adoption
-never makes), the answer wins, the other row gives the Sid back with a note in its
-history, and nothing crashes.
+Exotel's answer gives to one of ours (adoption never guesses, so it should not happen),
+the answer wins: the other row gives the Sid back with a note in its history, and nothing
+crashes.
 """
 
 from __future__ import annotations

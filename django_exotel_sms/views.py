@@ -110,8 +110,6 @@ class CallbackForm:
             post = request.POST
         except (SuspiciousOperation, MultiPartParserError, UnreadablePostError) as exc:
             raise Malformed("unreadable form") from exc
-        if len(post) > MAX_FIELDS:
-            raise Malformed("too many fields")
         return cls({key: post.getlist(key)[-1] for key in post})
 
     @classmethod
