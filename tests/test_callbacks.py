@@ -171,7 +171,9 @@ def test_bulk_callbacks_share_the_batch_url(client, send_bulk):
     urls = {entry.options["status_callback"] for entry in locmem.outbox}
     assert len(urls) == 1  # one static-bulk request, one callback URL
     path = local_path(urls.pop())
-    assert path == status_path(batch_token(batch))
+    # The batch's token (compared by what it names: its signing time is in whole seconds).
+    token = path.rsplit("/", 2)[-2]
+    assert callbacks.read_token(token) == callbacks.read_token(batch_token(batch))
     messages = list(batch.messages.order_by("pk"))
     outcomes = ["sent", "failed-dnd", "failed"]
     codes = ["20005", "23005", "23010"]
