@@ -67,12 +67,16 @@ def create_messages(n: int, tag: str) -> list[tuple[int, str, str, int]]:
 
 def callback_requests(messages: list[tuple[int, str, str, int]]) -> list[tuple[str, bytes]]:
     from django_exotel_sms import callbacks
+    from django_exotel_sms.models import SmsBatch
 
+    created = dict(
+        SmsBatch.objects.filter(pk__in={m[0] for m in messages}).values_list("pk", "created_at")
+    )
     tokens: dict[int, str] = {}
     requests = []
     for batch_pk, sid, to, _pk in messages:
         token = tokens.get(batch_pk) or tokens.setdefault(
-            batch_pk, callbacks.make_token(callbacks.BATCH, batch_pk)
+            batch_pk, callbacks.make_token(callbacks.BATCH, batch_pk, created[batch_pk])
         )
         form = [
             ("SmsSid", sid),

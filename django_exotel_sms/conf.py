@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_BASE_URL": None,
     "STATUS_CALLBACKS": True,
     "CALLBACK_TOKEN_MAX_AGE": 7 * 24 * 3600,
+    # Tokens naming only a pk (before 0.1.0's row binding); off once they have all expired.
+    "ACCEPT_LEGACY_CALLBACK_TOKENS": True,
     "SIGNING_KEYS": None,
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
@@ -116,6 +118,7 @@ class ExotelSmsSettings:
     callback_base_url: str | None
     status_callbacks: bool
     callback_token_max_age: int
+    accept_legacy_callback_tokens: bool
     signing_keys: list[str] | None = field(repr=False)
     idempotency_key_ttl: int
     api_permission_classes: list[str] | None
@@ -173,6 +176,7 @@ def get_settings() -> ExotelSmsSettings:
         callback_base_url=s["CALLBACK_BASE_URL"],
         status_callbacks=bool(s["STATUS_CALLBACKS"]),
         callback_token_max_age=int(s["CALLBACK_TOKEN_MAX_AGE"]),
+        accept_legacy_callback_tokens=bool(s["ACCEPT_LEGACY_CALLBACK_TOKENS"]),
         signing_keys=s["SIGNING_KEYS"],
         idempotency_key_ttl=int(s["IDEMPOTENCY_KEY_TTL"]),
         api_permission_classes=s["API_PERMISSION_CLASSES"],

@@ -27,7 +27,7 @@ from django.db import connections, router, transaction
 from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
-from . import callbacks, encoding, gate, ratelimit, signals, status
+from . import callbacks, encoding, gate, held, ratelimit, signals, status
 from .backends import get_backend
 from .client import BulkResult, SmsResult
 from .conf import get_settings
@@ -58,6 +58,7 @@ ROW_FIELDS = (
     "account",
     "batch_id",
     "attempts",
+    "created_at",  # callback tokens bind the row's pk and creation time
 )
 
 
@@ -151,7 +152,9 @@ def _mark_request_started(claim: Claim, pks: list[int]) -> None:
 # -- building requests ------------------------------------------------------------------
 
 
-def _options(row: dict[str, Any], *, callback: str | None, per_message: bool) -> dict[str, Any]:
+def _options(
+    row: dict[str, Any], *, callback: str | None, per_message: bool, batch: SmsBatch | None
+) -> dict[str, Any]:
     options: dict[str, Any] = {
         "status_callback": callback,
         "dlt_entity_id": row["dlt_entity_id"] or None,
@@ -166,12 +169,11 @@ def _options(row: dict[str, Any], *, callback: str | None, per_message: bool) ->
             and params.get("tracking")
             and "click_tracking_callback_url" not in params
         ):
-            kind, pk = (
-                (callbacks.BATCH, row["batch_id"])
-                if row["batch_id"]
-                else (callbacks.MESSAGE, row["pk"])
+            url = (
+                callbacks.click_callback_url(callbacks.BATCH, batch.pk, batch.created_at)
+                if batch is not None
+                else callbacks.click_callback_url(callbacks.MESSAGE, row["pk"], row["created_at"])
             )
-            url = callbacks.click_callback_url(kind, pk)
             if url:
                 params["click_tracking_callback_url"] = url
         options["shorten_url_params"] = params or None
@@ -220,15 +222,17 @@ def _transport(
     first = rows[0]
     backend = get_backend(first["account"])
     if batch is None:
-        callback = callbacks.status_callback_url(callbacks.MESSAGE, first["pk"])
+        callback = callbacks.status_callback_url(
+            callbacks.MESSAGE, first["pk"], first["created_at"]
+        )
     else:
-        callback = callbacks.status_callback_url(callbacks.BATCH, batch.pk)
+        callback = callbacks.status_callback_url(callbacks.BATCH, batch.pk, batch.created_at)
 
     if batch is None:
-        options = _options(first, callback=callback, per_message=False)
+        options = _options(first, callback=callback, per_message=False, batch=batch)
         return lambda: [backend.send(first["to"], first["body"], first["sender"], **options)]
     if batch.kind == SmsBatch.KIND_STATIC:
-        options = _options(first, callback=callback, per_message=False)
+        options = _options(first, callback=callback, per_message=False, batch=batch)
         numbers = [r["to"] for r in rows]
 
         def static() -> list[SmsResult]:
@@ -238,7 +242,7 @@ def _transport(
             return list(result.results)
 
         return static
-    options = _options(first, callback=callback, per_message=True)
+    options = _options(first, callback=callback, per_message=True, batch=batch)
     messages = [
         {
             k: v
@@ -414,7 +418,11 @@ def _record_results(
     # Exotel answers one entry per recipient in request order; a short answer leaves the
     # rest unknown rather than guessed.
     missing = [row["pk"] for row in rows[len(results) :]]
-    _apply(claim, per_row, source=StatusEvent.SOURCE_API)
+    written = held.write_sids(
+        lambda: _apply(claim, per_row, source=StatusEvent.SOURCE_API), per_row
+    )
+    # Callbacks that came before this answer and could not name their row apply now.
+    held.apply_held_reports({pk: per_row[pk]["sid"] for pk in written if per_row[pk]["sid"]})
     for values in per_row.values():
         if values["status"] == status.REJECTED:
             outcome.rejected += 1

@@ -21,6 +21,12 @@ from .models import SmsMessage, StatusEvent
 
 logger = logging.getLogger(__name__)
 
+# A callback that could not name its message (several Sid-less candidates in scope): kept
+# as unapplied history on each candidate until one of them learns the posted Sid.
+HELD_NOTE = "held: ambiguous"
+RELEASED_NOTE = "held report, applied once this message's Sid was known"
+NOT_THIS_NOTE = "held report, not this message's: it got another Sid"
+
 
 @dataclass(frozen=True)
 class StatusReport:

@@ -3,14 +3,21 @@
 Exotel does not sign these requests; the signed token in the URL (``callbacks.py``)
 proves we issued it and names the message or batch the posted Sid must belong to.
 
-Answers: 403 for a bad token or a Sid outside its scope, 400 for a malformed form
-(nothing changes on either), otherwise 200 "OK" -- also for an unknown Sid or a
-duplicate, so Exotel does not retry forever. A constant, small number of queries.
+Answers: 403 for a bad token, 400 for a malformed form (nothing changes on either),
+otherwise 200 "OK" -- also for an unknown Sid, a Sid outside the token's scope (the same
+answer, so a token tells nothing about other messages; nothing changes) or a duplicate,
+so Exotel does not retry forever. A constant, small number of queries.
+
+A message whose send answer was lost has no Sid; a report naming its number adopts the
+Sid only when exactly one Sid-less message in the token's scope has that number. With
+more than one, the report is held as unapplied history on each candidate and applied
+once one of them learns that Sid (``held.py``). Adoption never guesses.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -35,7 +42,7 @@ from . import callbacks, phone, status
 from .client import parse_exotel_datetime
 from .conf import get_settings
 from .models import ClickEvent, SmsMessage, StatusEvent
-from .tracking import StatusReport, apply_report
+from .tracking import HELD_NOTE, StatusReport, apply_report
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ MAX_SID_LENGTH = 64
 MAX_INT = 2**31 - 1
 # A message whose send answer was lost has no Sid yet; a callback may tell us it.
 ADOPTABLE = (status.UNCERTAIN, status.SUBMITTING)
+# Messages a held report is recorded on, at most (a batch may repeat one number).
+MAX_CANDIDATES = 100
 
 
 class Malformed(ValueError):
@@ -54,6 +63,14 @@ class Malformed(ValueError):
 
 class OutOfScope(Exception):
     """The Sid is known but belongs to another message or batch than the token's."""
+
+
+class Ambiguous(Exception):
+    """More than one Sid-less message in scope has the reported number."""
+
+    def __init__(self, candidates: list[int]) -> None:
+        super().__init__(f"{len(candidates)} candidates")
+        self.candidates = candidates
 
 
 def _ok() -> HttpResponse:
@@ -71,16 +88,11 @@ def _bad_request(reason: str) -> HttpResponse:
 class CallbackForm:
     """The posted fields (last value wins), looked up by exact then case-insensitive name."""
 
-    def __init__(self, request: HttpRequest) -> None:
-        try:
-            post = request.POST
-        except (SuspiciousOperation, MultiPartParserError, UnreadablePostError) as exc:
-            raise Malformed("unreadable form") from exc
+    def __init__(self, post: Mapping[str, str]) -> None:
         if len(post) > MAX_FIELDS:
             raise Malformed("too many fields")
         data: dict[str, str] = {}
-        for key in post:
-            value = post.getlist(key)[-1]
+        for key, value in post.items():
             if len(key) > MAX_KEY_LENGTH:
                 raise Malformed("field name too long")
             if len(value) > MAX_VALUE_LENGTH:
@@ -91,6 +103,19 @@ class CallbackForm:
             data[key] = value
         self.data = data
         self._lower = {k.lower(): v for k, v in data.items()}
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> CallbackForm:
+        try:
+            post = request.POST
+        except (SuspiciousOperation, MultiPartParserError, UnreadablePostError) as exc:
+            raise Malformed("unreadable form") from exc
+        return cls({key: post.getlist(key)[-1] for key in post})
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, object]) -> CallbackForm:
+        """The form again, from the payload a held report kept."""
+        return cls({str(k): str(v) for k, v in payload.items()})
 
     def get(self, name: str) -> str:
         if name in self.data:
@@ -186,39 +211,56 @@ def parse_status_form(form: CallbackForm) -> StatusForm:
     )
 
 
-def _in_scope(scope: callbacks.CallbackScope, pk: int, batch_id: int | None) -> bool:
+def _in_scope(
+    scope: callbacks.CallbackScope,
+    pk: int,
+    batch_id: int | None,
+    created_at: datetime,
+    batch_created_at: datetime | None,
+) -> bool:
+    """Whether a message is the token's, or in the token's batch -- the very row, not a
+    newer one that reuses its pk after a flush, TRUNCATE or restore."""
     if scope.kind == callbacks.MESSAGE:
-        return pk == scope.pk
-    return batch_id == scope.pk
+        return pk == scope.pk and scope.names(created_at)
+    return batch_id == scope.pk and batch_created_at is not None and scope.names(batch_created_at)
 
 
 def _by_sid(scope: callbacks.CallbackScope, sid: str) -> int | None:
-    row = SmsMessage.objects.filter(sid=sid).values_list("pk", "batch_id").first()
+    row = (
+        SmsMessage.objects.filter(sid=sid)
+        .values_list("pk", "batch_id", "created_at", "batch__created_at")
+        .first()
+    )
     if row is None:
         return None
-    pk, batch_id = int(row[0]), row[1]
-    if not _in_scope(scope, pk, batch_id):
+    pk, batch_id, created_at, batch_created_at = row
+    if not _in_scope(scope, int(pk), batch_id, created_at, batch_created_at):
         raise OutOfScope
-    return pk
+    return int(pk)
 
 
-def _adoption_candidate(scope: callbacks.CallbackScope, to: str) -> int | None:
-    """The message in scope, still without a Sid, that this report may be about."""
+def _adoption_candidates(scope: callbacks.CallbackScope, to: str) -> list[int]:
+    """The messages in scope, still without a Sid, that this report may be about.
+
+    The posted number must match: a token alone never lets its holder attach a Sid.
+    """
     key = phone.match_key(to, get_settings().default_region) if to else None
-    qs = SmsMessage.objects.filter(sid__isnull=True, status__in=ADOPTABLE)
+    if key is None:
+        return []
+    qs = SmsMessage.objects.filter(sid__isnull=True, status__in=ADOPTABLE, to=key)
     if scope.kind == callbacks.MESSAGE:
         qs = qs.filter(pk=scope.pk, batch__isnull=True)
-        if key is not None:
-            qs = qs.filter(to=key)
+        rows = qs.values_list("pk", "created_at")
     else:
-        if key is None:
-            return None  # in a batch only the number tells its messages apart
-        qs = qs.filter(batch_id=scope.pk, to=key)
-    pk = qs.order_by("pk").values_list("pk", flat=True).first()
-    return None if pk is None else int(pk)
+        rows = qs.filter(batch_id=scope.pk).values_list("pk", "batch__created_at")
+    return [
+        int(pk)
+        for pk, created_at in rows.order_by("pk")[:MAX_CANDIDATES]
+        if created_at is not None and scope.names(created_at)
+    ]
 
 
-def _adopt(pk: int, sid: str) -> bool:
+def adopt(pk: int, sid: str) -> bool:
     """Give a message its Sid: compare-and-set, so two reports never both adopt it."""
     db = router.db_for_write(SmsMessage)
     now = timezone.now()
@@ -236,19 +278,77 @@ def _adopt(pk: int, sid: str) -> bool:
 def locate(scope: callbacks.CallbackScope, sid: str, to: str) -> int | None:
     """The pk of the message ``sid`` reports on, within the token's scope; None if unknown.
 
-    Raises ``OutOfScope`` when the Sid is another message's or another batch's.
+    Raises ``OutOfScope`` when the Sid is another message's or another batch's, and
+    ``Ambiguous`` when several Sid-less messages in scope have the reported number.
     """
     pk = _by_sid(scope, sid)
     if pk is not None:
         return pk
-    candidate = _adoption_candidate(scope, to)
-    if candidate is None:
+    candidates = _adoption_candidates(scope, to)
+    if not candidates:
         return None
-    if _adopt(candidate, sid):
-        logger.info("SMS %s: adopted Sid %s from a status callback", candidate, sid)
-        return candidate
+    if len(candidates) > 1:
+        raise Ambiguous(candidates)
+    if adopt(candidates[0], sid):
+        logger.info("SMS %s: adopted Sid %s from a status callback", candidates[0], sid)
+        return candidates[0]
     # Lost a race with another report: whoever won, the Sid's owner is now stored.
     return _by_sid(scope, sid)
+
+
+def _hold(candidates: list[int], report: StatusForm, payload: dict[str, str]) -> None:
+    """Keep a report that cannot name its message as unapplied history on each candidate."""
+    note = (
+        f"{HELD_NOTE}: {len(candidates)} messages in scope to this number have no Sid yet; "
+        "applied when one of them gets the posted Sid"
+    )
+    StatusEvent.objects.bulk_create(
+        [
+            StatusEvent(
+                message_id=pk,
+                status=report.status,
+                detailed_status_code=report.detailed_status_code,
+                detailed_status=report.detailed_status,
+                source=StatusEvent.SOURCE_CALLBACK,
+                applied=False,
+                payload=payload,
+                note=note,
+            )
+            for pk in candidates
+        ]
+    )
+    logger.warning(
+        "Status callback for Sid %s held: %d messages without a Sid have its number (%s)",
+        report.sid,
+        len(candidates),
+        ", ".join(map(str, candidates[:10])),
+    )
+
+
+def _status_report(report: StatusForm, payload: dict[str, str]) -> StatusReport:
+    return StatusReport(
+        status=report.status,
+        detailed_status_code=report.detailed_status_code,
+        detailed_status=report.detailed_status,
+        sms_units=report.sms_units,
+        price=report.price,
+        date_sent=report.date_sent,
+        payload=payload,
+    )
+
+
+def held_report(payload: object) -> tuple[str, StatusReport] | None:
+    """The Sid and report a held callback carried; None if it cannot be applied."""
+    if not isinstance(payload, dict):
+        return None
+    try:
+        form = CallbackForm.from_payload(payload)
+        report = parse_status_form(form)
+    except Malformed:
+        return None
+    if report.status not in status.EXOTEL_STATUSES:
+        return None
+    return report.sid, _status_report(report, _payload(form))
 
 
 def _payload(form: CallbackForm) -> dict[str, str]:
@@ -265,20 +365,24 @@ def status_callback(request: HttpRequest, token: str) -> HttpResponse:
         logger.warning("Status callback refused: invalid or expired token")
         return _forbidden("Invalid or expired callback token.")
     try:
-        form = CallbackForm(request)
+        form = CallbackForm.from_request(request)
         report = parse_status_form(form)
     except Malformed as exc:
         logger.info("Status callback refused: %s", exc)
         return _bad_request(str(exc))
+    payload = _payload(form)
     try:
         pk = locate(scope, report.sid, report.to)
     except OutOfScope:
-        logger.warning("Status callback refused: Sid %s is outside the token's scope", report.sid)
-        return _forbidden("This Sid does not belong to this callback URL.")
+        # The same answer as an unknown Sid: a token must not tell which other Sids exist.
+        logger.warning("Status callback ignored: Sid %s is outside the token's scope", report.sid)
+        return _ok()
+    except Ambiguous as exc:
+        _hold(exc.candidates, report, payload)
+        return _ok()
     if pk is None:
         logger.info("Status callback for unknown Sid %s ignored", report.sid)
         return _ok()
-    payload = _payload(form)
     if report.status not in status.EXOTEL_STATUSES:
         # Never stored as the message's status: kept in the history for a human to see.
         StatusEvent.objects.create(
@@ -293,19 +397,7 @@ def status_callback(request: HttpRequest, token: str) -> HttpResponse:
         )
         logger.warning("SMS %s: unknown status %r in a callback, not applied", pk, report.status)
         return _ok()
-    apply_report(
-        pk,
-        StatusReport(
-            status=report.status,
-            detailed_status_code=report.detailed_status_code,
-            detailed_status=report.detailed_status,
-            sms_units=report.sms_units,
-            price=report.price,
-            date_sent=report.date_sent,
-            payload=payload,
-        ),
-        StatusEvent.SOURCE_CALLBACK,
-    )
+    apply_report(pk, _status_report(report, payload), StatusEvent.SOURCE_CALLBACK)
     return _ok()
 
 
@@ -319,8 +411,10 @@ def _click_message(scope: callbacks.CallbackScope, sms_sid: str) -> int | None:
             return pk
     if scope.kind == callbacks.MESSAGE:
         # The token names the message itself (its Sid may be unknown: answer lost).
-        exists = SmsMessage.objects.filter(pk=scope.pk).exists()
-        return scope.pk if exists else None
+        created_at = (
+            SmsMessage.objects.filter(pk=scope.pk).values_list("created_at", flat=True).first()
+        )
+        return scope.pk if created_at is not None and scope.names(created_at) else None
     return None
 
 
@@ -348,7 +442,7 @@ def click_callback(request: HttpRequest, token: str) -> HttpResponse:
         logger.warning("Click callback refused: invalid or expired token")
         return _forbidden("Invalid or expired callback token.")
     try:
-        form = CallbackForm(request)
+        form = CallbackForm.from_request(request)
         fields = _click_fields(form)
     except Malformed as exc:
         logger.info("Click callback refused: %s", exc)
@@ -357,7 +451,8 @@ def click_callback(request: HttpRequest, token: str) -> HttpResponse:
     try:
         message_id = _click_message(scope, sms_sid)
     except OutOfScope:
-        logger.warning("Click callback refused: Sid %s is outside the token's scope", sms_sid)
-        return _forbidden("This Sid does not belong to this callback URL.")
+        # Answered like an unknown Sid, but not recorded: it is not this token's click.
+        logger.warning("Click callback ignored: Sid %s is outside the token's scope", sms_sid)
+        return _ok()
     ClickEvent.objects.create(message_id=message_id, payload=_payload(form), **fields)
     return _ok()

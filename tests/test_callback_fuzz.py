@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -130,13 +131,14 @@ def world():
         )
     SmsMessage.objects.create(to="+919876543219", body="x", sid="sid-elsewhere")
     SmsMessage.objects.create(to="+919876543218", body="x", sid=None, status=status.UNCERTAIN)
-    return {"single": single.pk, "batch": batch.pk}
+    return {"single": single, "batch": batch}
 
 
-def _tokens(world: dict[str, int], salt: str) -> list[str]:
+def _tokens(world: dict[str, Any], salt: str) -> list[str]:
+    single, batch = world["single"], world["batch"]
     return [
-        callbacks.make_token(callbacks.MESSAGE, world["single"], salt=salt),
-        callbacks.make_token(callbacks.BATCH, world["batch"], salt=salt),
+        callbacks.make_token(callbacks.MESSAGE, single.pk, single.created_at, salt=salt),
+        callbacks.make_token(callbacks.BATCH, batch.pk, batch.created_at, salt=salt),
     ]
 
 

@@ -190,7 +190,9 @@ def test_static_bulk_of_250_with_locmem(on_commit: Callable[[], Any]) -> None:
     for url in {e.options["status_callback"] for e in locmem.outbox}:
         assert url.startswith(CALLBACK_BASE + "status/")
         token = url[len(CALLBACK_BASE + "status/") : -1]
-        assert callbacks.read_token(token) == callbacks.CallbackScope(callbacks.BATCH, batch.pk)
+        assert callbacks.read_token(token) == callbacks.CallbackScope(
+            callbacks.BATCH, batch.pk, created=callbacks.created_stamp(batch.created_at)
+        )
     assert batch.status_counts() == {status.QUEUED: 250}
     progress = batch.progress()
     assert (progress["total"], progress["accepted"], progress["final"], progress["done"]) == (

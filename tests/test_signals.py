@@ -91,7 +91,7 @@ def make_message(sid: str | None = "sid-a", st: str = status.QUEUED, **fields) -
 
 
 def post_status(client, message: SmsMessage, word: str, code: str = "") -> int:
-    token = callbacks.make_token(callbacks.MESSAGE, message.pk)
+    token = callbacks.make_token(callbacks.MESSAGE, message.pk, message.created_at)
     form = {"SmsSid": message.sid, "Status": word, "DetailedStatusCode": code}
     path = reverse("django_exotel_sms:status-callback", args=[token])
     return client.post(path, form).status_code
