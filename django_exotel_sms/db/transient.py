@@ -34,6 +34,6 @@ def is_transient(exc: BaseException) -> bool:
         code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         return code is None or str(code).startswith(_POSTGRES_TRANSIENT)  # None: no server
     if module.startswith("MySQLdb"):
-        args = getattr(cause, "args", ())
+        args: tuple[object, ...] = getattr(cause, "args", ())
         return bool(args) and args[0] in _MYSQL_TRANSIENT
     return True  # other drivers: the DB-API's OperationalError is operational trouble
