@@ -49,14 +49,18 @@ def test_sqlite_file_with_deferred_transactions_warns_and_names_the_fix(modern):
     assert message.id == ("django_exotel_sms.W035" if modern else "django_exotel_sms.E035")
 
 
-def test_sqlite_that_locks_up_front_or_lives_in_memory_passes():
-    assert sqlite_messages("default", sqlite(transaction_mode="IMMEDIATE", timeout=20)) == []
-    assert sqlite_messages("default", sqlite(transaction_mode="exclusive")) == []
-    assert (
-        sqlite_messages("default", sqlite(engine=PACKAGE_SQLITE), has_transaction_mode=False) == []
-    )
-    assert sqlite_messages("default", sqlite(name=":memory:")) == []
-    assert sqlite_messages("default", sqlite(name="file:memorydb?mode=memory&cache=shared")) == []
+@pytest.mark.parametrize("modern", [True, False], ids=["django>=5.1", "django<5.1"])
+def test_sqlite_that_locks_up_front_or_lives_in_memory_passes(modern):
+    def check(settings_dict):
+        return sqlite_messages("default", settings_dict, has_transaction_mode=modern)
+
+    if modern:
+        assert check(sqlite(transaction_mode="IMMEDIATE", timeout=20)) == []
+        assert check(sqlite(transaction_mode="exclusive")) == []
+    assert check(sqlite(engine=PACKAGE_SQLITE)) == []
+    assert check(sqlite(engine=PACKAGE_SQLITE, timeout=5)) == []
+    assert check(sqlite(name=":memory:")) == []
+    assert check(sqlite(name="file:memorydb?mode=memory&cache=shared")) == []
 
 
 def test_transaction_mode_on_old_django_is_an_error_pointing_to_the_backend():
