@@ -30,14 +30,22 @@ def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> lis
     connection = connections[alias]
     if connection.vendor != "sqlite":
         return []
-    return sqlite_messages(alias, connection.settings_dict)
+    from .db.backends.sqlite3.base import DatabaseWrapper
+
+    # A subclass of the package's backend (e.g. one adding pragmas) locks up front too.
+    locks = isinstance(connection, DatabaseWrapper)
+    return sqlite_messages(alias, connection.settings_dict, package_backend=locks)
 
 
 def sqlite_messages(
-    alias: str, settings_dict: dict[str, Any], *, has_transaction_mode: bool = HAS_TRANSACTION_MODE
+    alias: str,
+    settings_dict: dict[str, Any],
+    *,
+    has_transaction_mode: bool = HAS_TRANSACTION_MODE,
+    package_backend: bool = False,
 ) -> list[CheckMessage]:
     """What is wrong with this SQLite database for a web server and a worker writing it."""
-    if settings_dict["ENGINE"] == PACKAGE_SQLITE:
+    if package_backend or settings_dict["ENGINE"] == PACKAGE_SQLITE:
         return []
     if DatabaseCreation.is_in_memory_db(settings_dict["NAME"]):
         return []  # one process only: nobody to share the write lock with

@@ -191,3 +191,11 @@ def test_check_warns_about_a_per_process_limit_next_to_real_workers(
     assert checks_deployment.check_rate_limit_storage() == []
     settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "RATE_LIMIT_STORAGE": "memory://"}
     assert ids(checks_deployment.check_rate_limit_storage()) == ["django_exotel_sms.W036"]
+
+
+def test_a_subclass_of_the_package_backend_passes(monkeypatch, tmp_path):
+    engine = "example_project.sqlite_backend"  # the example project's: the package's + WAL
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "example_project"))
+    handler = ConnectionHandler({"default": sqlite(str(tmp_path / "db.sqlite3"), engine)})
+    monkeypatch.setattr(checks_deployment, "connections", handler)
+    assert checks_deployment.check_sqlite_transaction_mode() == []
