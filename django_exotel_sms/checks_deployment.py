@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import django
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections, router
 from django.db.backends.sqlite3.creation import DatabaseCreation
 
-from . import ratelimit
+from . import conf, ratelimit
 
 _ID = "django_exotel_sms"
 PACKAGE_SQLITE = "django_exotel_sms.db.backends.sqlite3"
@@ -84,10 +85,14 @@ def sqlite_messages(
 
 @register(Tags.compatibility)
 def check_rate_limit_storage(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    if ratelimit.storage_uri() != ratelimit.MEMORY:
+    raw = getattr(settings, conf.SETTINGS_NAME, None)
+    if raw is not None and not isinstance(raw, dict):
+        return []  # E002 says so; the rest of the settings cannot be read
+    configured = (raw or {}).get("RATE_LIMIT_STORAGE")
+    storage = ratelimit.resolve_storage(configured if isinstance(configured, str) else None)
+    # Eager tasks run in the process that sends them: no workers to share a window with.
+    if storage != ratelimit.MEMORY or ratelimit.celery_conf().task_always_eager:
         return []
-    if ratelimit._celery_conf().task_always_eager:
-        return []  # tasks run in the process that sends them
     return [
         Warning(
             "The Exotel rate limit is counted in each process's memory, while Celery "

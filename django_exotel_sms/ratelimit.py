@@ -27,7 +27,7 @@ MEMORY = "memory://"
 _REDIS_SCHEMES = ("redis", "rediss")
 
 
-def _celery_conf() -> Any:
+def celery_conf() -> Any:
     from celery import current_app
 
     return current_app.conf
@@ -35,7 +35,7 @@ def _celery_conf() -> Any:
 
 def broker_redis_url() -> str | None:
     """The Celery broker's URL when it is Redis and tasks really go through it, else None."""
-    conf = _celery_conf()
+    conf = celery_conf()
     if conf.task_always_eager:
         return None  # no worker processes to share a window with
     url = conf.broker_write_url or conf.broker_url
@@ -47,9 +47,13 @@ def broker_redis_url() -> str | None:
     return url if urlsplit(url).scheme in _REDIS_SCHEMES else None
 
 
-def storage_uri() -> str:
+def resolve_storage(configured: str | None) -> str:
     """Where the window lives: RATE_LIMIT_STORAGE, else the broker's Redis, else memory."""
-    return get_settings().rate_limit_storage or broker_redis_url() or MEMORY
+    return configured or broker_redis_url() or MEMORY
+
+
+def storage_uri() -> str:
+    return resolve_storage(get_settings().rate_limit_storage)
 
 
 def _limiter() -> MovingWindowRateLimiter:

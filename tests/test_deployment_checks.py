@@ -128,7 +128,7 @@ def celery_conf(monkeypatch, settings):
     for name in ("CELERY_BROKER_URL", "CELERY_BROKER_WRITE_URL"):  # they would win
         monkeypatch.delenv(name, raising=False)
     app = Celery("mysite", set_as_current=False)
-    monkeypatch.setattr(ratelimit, "_celery_conf", lambda: app.conf)
+    monkeypatch.setattr(ratelimit, "celery_conf", lambda: app.conf)
     return app.conf
 
 
@@ -199,3 +199,10 @@ def test_a_subclass_of_the_package_backend_passes(monkeypatch, tmp_path):
     handler = ConnectionHandler({"default": sqlite(str(tmp_path / "db.sqlite3"), engine)})
     monkeypatch.setattr(checks_deployment, "connections", handler)
     assert checks_deployment.check_sqlite_transaction_mode() == []
+
+
+@pytest.mark.parametrize("value", ["acme", {"CHUNK_SIZE": "abc"}, {"RATE_LIMIT_STORAGE": 3}])
+def test_rate_limit_check_survives_settings_other_checks_report(celery_conf, settings, value):
+    celery_conf.broker_url = "amqp://guest:guest@127.0.0.1:5672//"
+    settings.EXOTEL_SMS = value
+    assert ids(checks_deployment.check_rate_limit_storage()) in ([], ["django_exotel_sms.W036"])
