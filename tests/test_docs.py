@@ -27,6 +27,8 @@ How examples are found and run (the conventions doc writers follow):
     into a throw-away ``mysite`` package that is then imported. ``tests/test_packaging.py``
     applies them literally to a project made by ``django-admin startproject mysite``.
   - ``.. install: manage.py shell`` (README): run there with ``manage.py shell -c``.
+  - ``.. install: environment`` (README, a ``console`` block): the ``export`` lines that
+    point the project at the local stand-in; the packaging test runs with them.
   - ``.. test-file: <name>.py`` (docs/testing.rst): also written, with the other blocks so
     marked, into a temporary directory and run by pytest in a subprocess, so the fixtures
     and tests users copy really pass.
