@@ -34,7 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             Error(
                 f"settings.{conf.SETTINGS_NAME} is not set.",
                 hint=f"Add {conf.SETTINGS_NAME} = {{'ACCOUNT_SID': ..., 'API_KEY': ..., "
-                "'API_TOKEN': ...}} to your settings.",
+                "'API_TOKEN': ...} to your settings.",
                 id=f"{_ID}.E001",
             )
         ]

@@ -1,14 +1,17 @@
 """One request rate per Exotel account, shared by every worker through Redis.
 
-Built on the maintained ``limits`` library (moving window). With
-``RATE_LIMIT_STORAGE`` unset the window lives in process memory, which is right for
-one process (tests, the demo) but not for several workers.
+Built on the maintained ``limits`` library (moving window). The window lives in
+``RATE_LIMIT_STORAGE``; unset, in the Celery broker's Redis when the broker is Redis and
+tasks are not eager (the keys start with ``LIMITS:``, apart from Celery's), otherwise in
+process memory -- right for one process (tests, eager tasks), not for several workers.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
@@ -20,8 +23,41 @@ _lock = threading.Lock()
 _limiters: dict[str, MovingWindowRateLimiter] = {}
 
 
+MEMORY = "memory://"
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def celery_conf() -> Any:
+    from celery import current_app
+
+    return current_app.conf
+
+
+def broker_redis_url() -> str | None:
+    """The Celery broker's URL when it is Redis and tasks really go through it, else None."""
+    conf = celery_conf()
+    if conf.task_always_eager:
+        return None  # no worker processes to share a window with
+    url = conf.broker_write_url or conf.broker_url
+    if isinstance(url, (list, tuple)):
+        url = url[0] if url else None
+    if not isinstance(url, str):
+        return None
+    url = url.split(";")[0].strip()  # a failover list: the first broker
+    return url if urlsplit(url).scheme in _REDIS_SCHEMES else None
+
+
+def resolve_storage(configured: str | None) -> str:
+    """Where the window lives: RATE_LIMIT_STORAGE, else the broker's Redis, else memory."""
+    return configured or broker_redis_url() or MEMORY
+
+
+def storage_uri() -> str:
+    return resolve_storage(get_settings().rate_limit_storage)
+
+
 def _limiter() -> MovingWindowRateLimiter:
-    uri = get_settings().rate_limit_storage or "memory://"
+    uri = storage_uri()
     with _lock:
         limiter = _limiters.get(uri)
         if limiter is None:

@@ -42,6 +42,7 @@ from . import callbacks, phone, status
 from .client import parse_exotel_datetime
 from .conf import get_settings
 from .models import ClickEvent, SmsMessage, StatusEvent
+from .retry_later import retry_later_when_db_busy
 from .tracking import HELD_NOTE, StatusReport, apply_report
 
 logger = logging.getLogger(__name__)
@@ -357,6 +358,7 @@ def _payload(form: CallbackForm) -> dict[str, str]:
 
 @csrf_exempt
 @require_POST
+@retry_later_when_db_busy
 def status_callback(request: HttpRequest, token: str) -> HttpResponse:
     """Exotel's StatusCallback: record the report, move the status forward only."""
     try:
@@ -434,6 +436,7 @@ def _click_fields(form: CallbackForm) -> dict[str, object]:
 
 @csrf_exempt
 @require_POST
+@retry_later_when_db_busy
 def click_callback(request: HttpRequest, token: str) -> HttpResponse:
     """Exotel's click-tracking callback: one ``ClickEvent`` per click, whole form kept."""
     try:

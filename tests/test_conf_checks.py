@@ -211,7 +211,10 @@ def test_missing_exotel_sms(settings: Any) -> None:
         "django_exotel_sms.E001",
         "settings.EXOTEL_SMS is not set.",
     )
-    assert "ACCOUNT_SID" in message.hint
+    # Balanced braces: the hint is copied into settings as it reads.
+    assert message.hint == (
+        "Add EXOTEL_SMS = {'ACCOUNT_SID': ..., 'API_KEY': ..., 'API_TOKEN': ...} to your settings."
+    )
 
 
 def test_exotel_sms_not_a_dict(settings: Any) -> None:

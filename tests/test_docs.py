@@ -27,6 +27,8 @@ How examples are found and run (the conventions doc writers follow):
     into a throw-away ``mysite`` package that is then imported. ``tests/test_packaging.py``
     applies them literally to a project made by ``django-admin startproject mysite``.
   - ``.. install: manage.py shell`` (README): run there with ``manage.py shell -c``.
+  - ``.. install: environment`` (README, a ``console`` block): the ``export`` lines that
+    point the project at the local stand-in; the packaging test runs with them.
   - ``.. test-file: <name>.py`` (docs/testing.rst): also written, with the other blocks so
     marked, into a temporary directory and run by pytest in a subprocess, so the fixtures
     and tests users copy really pass.
@@ -47,6 +49,7 @@ import doctest
 import importlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -340,20 +343,71 @@ def test_readme_installation_steps_are_machine_appliable():
     assert targets == [
         "mysite/settings.py append",
         "mysite/settings.py append",
+        "mysite/settings.py append",
         "mysite/urls.py replace",
         "mysite/celery.py create",
         "mysite/__init__.py append",
         "mysite/settings.py append",
+        "environment",
         "manage.py shell",
     ]
-    assert all(b.language == "python" for b in blocks)
-    for block in blocks:
+    code = [b for b in blocks if b.markers["install"] != "environment"]
+    assert all(b.language == "python" for b in code)
+    for block in code:
         ast.parse(block.code)
     settings_code = "\n".join(b.code for b in blocks if b.markers["install"].startswith("mysite/s"))
     assert '"django_exotel_sms"' in settings_code and "EXOTEL_SMS = {" in settings_code
+    assert '"transaction_mode": "IMMEDIATE"' in settings_code  # SQLite with a worker
     urls = next(b.code for b in blocks if "urls.py" in b.markers["install"])
     assert 'include("django_exotel_sms.urls")' in urls
     assert "send_async=False" in blocks[-1].code
+
+
+def exported(block: Block) -> dict[str, str]:
+    """``NAME=value`` pairs of a console block's ``$ export`` lines."""
+    pairs: dict[str, str] = {}
+    for line in block.code.splitlines():
+        words = shlex.split(line.strip().removeprefix("$").strip(), comments=True)
+        if words[:1] == ["export"]:
+            pairs.update(word.split("=", 1) for word in words[1:])
+    return pairs
+
+
+def test_readme_steps_work_in_the_order_given():
+    """Every ``manage.py`` or ``celery`` command comes after the credentials it needs."""
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    first = text[: text.index(".. quickstart-start")].count("\n") + 1
+    last = text[: text.index(".. quickstart-end")].count("\n") + 1
+    blocks = [b for b in parse_blocks(ROOT / "README.rst") if first < b.line < last]
+    settings_code = "\n".join(
+        b.code for b in blocks if b.markers.get("install", "").startswith("mysite/settings.py")
+    )
+    needed = set(
+        re.findall(
+            r'"(?:ACCOUNT_SID|API_KEY|API_TOKEN)": os\.environ\.get\("(\w+)"\)', settings_code
+        )
+    )
+    assert len(needed) == 3, settings_code
+    commands = 0
+    have: set[str] = set()
+    for block in blocks:
+        if block.language != "console":
+            continue
+        have |= set(exported(block))
+        if re.search(r"^\$ (python manage\.py|celery -A)", block.code, re.M):
+            commands += 1
+            assert needed <= have, f"{block.where} runs before {sorted(needed - have)} are set"
+    assert commands
+    # The stand-in's values are given whole, for the packaging test to use as they are.
+    [sandbox] = [b for b in blocks if b.markers.get("install") == "environment"]
+    assert exported(sandbox)["EXOTEL_ACCOUNT_SID"] == "sandbox"
+    assert set(exported(sandbox)) >= needed | {"EXOTEL_BASE_URL", "EXOTEL_CALLBACK_BASE_URL"}
+
+
+def test_readme_says_how_to_install_before_the_package_is_on_pypi():
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    install = text[text.index(".. quickstart-start") : text.index("**Settings.**")]
+    assert "not on PyPI yet" in install and "$ pip install /path/to/django-exotel-sms" in install
 
 
 def _section(text: str, title: str) -> str:
@@ -380,8 +434,11 @@ def test_configuration_reference_lists_every_setting_with_its_default():
 
 
 def test_every_system_check_is_documented():
-    source = (ROOT / "django_exotel_sms" / "checks.py").read_text(encoding="utf-8")
+    source = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "django_exotel_sms").glob("checks*.py")
+    )
     ids = set(re.findall(r'id=f"\{_ID\}\.([EW]\d{3})"', source))
+    assert {"W035", "E035", "W036"} <= ids
     assert len(ids) >= 15
     text = (DOCS / "configuration.rst").read_text(encoding="utf-8")
     missing = sorted(i for i in ids if f"django_exotel_sms.{i}" not in text)

@@ -150,13 +150,14 @@ def _reachable(url: str) -> bool:
 
 
 def _rate_limit_storage() -> str | None:
-    # One request budget for all workers needs shared storage; per-process memory otherwise.
+    # One request budget for all workers needs shared storage; per-process memory otherwise
+    # (the demo's embedded worker: one process). None would mean the broker's Redis.
     if "EXOTEL_RATE_LIMIT_STORAGE" in os.environ:
         return os.environ["EXOTEL_RATE_LIMIT_STORAGE"] or None
     if _reachable(CELERY_BROKER_URL):
         parts = urlsplit(CELERY_BROKER_URL)
         return f"{parts.scheme}://{parts.netloc}/1"
-    return None
+    return "memory://"
 
 
 # -- django-exotel-sms -------------------------------------------------------------------

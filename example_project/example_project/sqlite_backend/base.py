@@ -1,16 +1,16 @@
 """SQLite for several writing processes on Django < 5.1 (later versions have these options).
 
-The demo's web server and Celery worker write at once. A deferred transaction that later
-needs the write lock fails at once with "database is locked" instead of waiting, so every
-transaction takes the lock when it begins (what ``transaction_mode="IMMEDIATE"`` does on
-Django 5.1+), and WAL lets readers go on meanwhile.
+The demo's web server and Celery worker write at once. The package's backend begins every
+transaction with BEGIN IMMEDIATE (what ``transaction_mode="IMMEDIATE"`` does on Django
+5.1+), so a writer waits for the lock instead of failing with "database is locked"; WAL,
+added here, lets readers go on meanwhile.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.backends.sqlite3 import base
+from django_exotel_sms.db.backends.sqlite3 import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -19,6 +19,3 @@ class DatabaseWrapper(base.DatabaseWrapper):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
-
-    def _start_transaction_under_autocommit(self) -> None:
-        self.cursor().execute("BEGIN IMMEDIATE")

@@ -1,0 +1,1 @@
+"""Database helpers: which errors are worth a retry, and an SQLite backend for several writers."""
