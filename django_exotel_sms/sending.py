@@ -649,16 +649,43 @@ def _settle(claim: Claim, pks: list[int], answer: str, record: Callable[[], Outc
         )
         text = f"Outcome write failed: {exc}. {answer}"[:1000]
         try:
-            _apply(
-                claim,
-                {pk: {"status": status.UNCERTAIN, "error_message": text} for pk in pks},
-                source=StatusEvent.SOURCE_LOCAL,
-                note="outcome write failed",
-            )
+            flagged = _flag_write_failed(claim, pks, text)
         except dbretry.TRANSIENT_ERRORS:
             logger.exception("Could not record the outcome write failure either")
             raise exc from None
-        return Outcome(requests=1, uncertain=len(pks))
+        return Outcome(requests=1, uncertain=flagged)
+
+
+def _flag_write_failed(claim: Claim, pks: list[int], text: str) -> int:
+    """Rows still ours become ``uncertain`` with the cause: plain statements, no CASE."""
+    db = _db()
+
+    def write() -> int:
+        owned = list(
+            SmsMessage.objects.using(db)
+            .select_for_update()
+            .filter(pk__in=pks, claim_token=claim.token, status=status.SUBMITTING)
+            .values_list("pk", flat=True)
+        )
+        SmsMessage.objects.using(db).filter(pk__in=owned).update(
+            status=status.UNCERTAIN, error_message=text, updated_at=timezone.now()
+        )
+        StatusEvent.objects.using(db).bulk_create(
+            StatusEvent(
+                message_id=pk,
+                status=status.UNCERTAIN,
+                source=StatusEvent.SOURCE_LOCAL,
+                note="outcome write failed",
+            )
+            for pk in owned
+        )
+        signals.notify_after_commit(
+            ((pk, status.SUBMITTING, status.UNCERTAIN, StatusEvent.SOURCE_LOCAL) for pk in owned),
+            using=db,
+        )
+        return len(owned)
+
+    return dbretry.retry_write(write, using=db, what="Recording an outcome write failure")
 
 
 def _failed_request(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
