@@ -177,6 +177,38 @@ def test_read_timeouts_end_uncertain_never_resent(sandbox, start_worker):
     _assert_exactly_once(sandbox, targets)
 
 
+def test_at_least_once_with_lost_answers_sends_at_most_max_attempts_copies(sandbox, start_worker):
+    """At-least-once when Exotel accepts but answers too late (the stand-in's hang fault).
+
+    Each lost answer may cost one duplicate, and a message is attempted at most
+    MAX_ATTEMPTS times: every number reaches Exotel 1 to MAX_ATTEMPTS times, once per
+    attempt, and every row ends accepted or, out of attempts, ``uncertain`` -- never
+    pending for ever.
+    """
+    max_attempts = 3
+    sandbox.configure(hang_rate=0.7, hang_seconds=0.6, seed=3)
+    start_worker(
+        "at-least-once", DELIVERY="at-least-once", READ_TIMEOUT=0.3, MAX_ATTEMPTS=max_attempts
+    )
+    targets = numbers(300)
+    singles = numbers(10, start=5000)
+    SmsMessage.objects.send_bulk(to=targets, body="Sale starts today")
+    for n in singles:
+        SmsMessage.objects.send(n, "Your OTP is 4321")
+    assert wait_until(lambda: _open_count() == 0, timeout=180), _open_count()
+    accepted = sandbox.recipient_counts()
+    rows = list(SmsMessage.objects.values_list("to", "status", "attempts"))
+    assert len(rows) == len(targets) + len(singles)
+    assert {state for _, state, _ in rows} == {status.QUEUED, status.UNCERTAIN}
+    for to, state, attempts in rows:
+        # One request per attempt, each accepted (a hang accepts, then answers late).
+        assert 1 <= accepted[to] == attempts <= max_attempts, (to, state, attempts)
+        if state == status.UNCERTAIN:
+            assert attempts == max_attempts, "uncertain only once attempts ran out"
+    assert max(accepted.values()) == max_attempts
+    assert min(accepted.values()) < max_attempts
+
+
 def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(sandbox, start_worker, settings):
     """Kill the whole worker mid-batch, reconcile, start another: nothing lost or duplicated.
 
