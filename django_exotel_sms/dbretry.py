@@ -25,7 +25,7 @@ T = TypeVar("T")
 # which the same write would meet again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 ATTEMPTS = 4
-BASE_DELAY = 0.1  # seconds before the first retry, doubling: at most ~1.5 s in all
+BASE_DELAY = 0.1  # seconds before the first retry, doubling, jittered: about 1 s in all
 
 
 def retry_write(write: Callable[[], T], *, using: str, what: str, atomic: bool = True) -> T:
