@@ -40,8 +40,14 @@ def recover_stale_claims() -> tuple[int, int]:
 
     A stalled worker that wakes up sends only rows it can still mark as started under its
     token (``sending._mark_request_started``), so a row handed back here is sent by its new
-    owner alone.
+    owner alone. Returns (back to pending, marked uncertain).
     """
+    recovered = _recover_stale_claims()
+    return recovered[0], recovered[1]
+
+
+def _recover_stale_claims() -> tuple[int, int, set[int], set[int]]:
+    """As above, plus the batches and single messages resent after a backoff (to resume)."""
     s = get_settings()
     now_ = timezone.now()
     cutoff = now_ - timedelta(seconds=s.claim_timeout)
@@ -51,9 +57,17 @@ def recover_stale_claims() -> tuple[int, int]:
     )
     maybe_sent = stale.filter(request_started_at__isnull=False)
     resent = 0
+    batches: set[int] = set()
+    singles: set[int] = set()
     if s.at_least_once:
-        # Resent like a lost answer: after a backoff, and only while attempts remain.
+        # Resent like a lost answer: after a backoff, and only while attempts remain. Not due
+        # yet, pending_work would skip them: their tasks are resumed here, and wait it out.
         retry = maybe_sent.filter(attempts__lt=s.max_attempts)
+        for pk, batch_id in retry.values_list("pk", "batch_id")[:10000]:
+            if batch_id:
+                batches.add(batch_id)
+            else:
+                singles.add(pk)
         for attempts in set(retry.values_list("attempts", flat=True)):
             delay = sending.backoff_delay(attempts, None)
             resent += retry.filter(attempts=attempts).update(
@@ -86,7 +100,7 @@ def recover_stale_claims() -> tuple[int, int]:
             for pk in pks
         ]
     )
-    return never_sent + resent, uncertain
+    return never_sent + resent, uncertain, batches, singles
 
 
 def pending_work(min_age: float = 30.0) -> tuple[set[int], set[int]]:
@@ -159,9 +173,11 @@ def check_open_messages(limit: int | None = None) -> tuple[int, int, int, int]:
 
 
 def run(limit: int | None = None, pending_min_age: float = 30.0) -> ReconcileReport:
-    reclaimed, uncertain = recover_stale_claims()
+    reclaimed, uncertain, resent_batches, resent_singles = _recover_stale_claims()
     checked, updated, not_found, errors = check_open_messages(limit)
     batches, singles = pending_work(pending_min_age)
+    batches |= resent_batches
+    singles |= resent_singles
     return ReconcileReport(
         reclaimed_pending=reclaimed,
         marked_uncertain=uncertain,

@@ -107,6 +107,20 @@ def test_stale_claims_at_least_once_are_resent_with_backoff_until_attempts_run_o
     assert {rows[pk].status for pk in pks[4:]} == {status.PENDING}
 
 
+def test_stale_claims_resent_after_a_backoff_are_resumed(settings):
+    """Not due yet, they are skipped as lost enqueues: reconcile resumes their tasks itself."""
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "DELIVERY": "at-least-once"}
+    batch = _pending_batch(2)
+    single = SmsMessage.objects.send(numbers(1, start=500)[0], "Hi")
+    pks = [*SmsMessage.objects.filter(batch=batch).values_list("pk", flat=True), single.pk]
+    _stale(pks, attempts=1, started=True)
+    report = reconcile.run(pending_min_age=0)
+    assert report.reclaimed_pending == 3
+    assert SmsMessage.objects.filter(pk__in=pks, next_attempt_at__gt=timezone.now()).count() == 3
+    assert batch.pk in report.batches_to_resume
+    assert single.pk in report.messages_to_resume
+
+
 def test_stale_claim_text_does_not_assert_a_dead_worker(settings):
     batch = _pending_batch(1)
     pk = SmsMessage.objects.get(batch=batch).pk
