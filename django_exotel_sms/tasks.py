@@ -4,7 +4,9 @@
 claim rows that are still pending. ``reject_on_worker_lost`` puts a task back on the
 queue when its worker is killed; stale claims it left are recovered by ``reconcile``.
 Retry countdowns are capped by ``RETRY_BACKOFF_MAX`` (default 300 s), which must stay
-below the Redis transport's ``visibility_timeout`` (default 3600 s).
+below the Redis transport's ``visibility_timeout`` (default 3600 s). A send task that meets
+a transient database error is retried by Celery (``SEND_RETRY``: at most 5 times, backoff
+capped at 60 s).
 """
 
 from __future__ import annotations
