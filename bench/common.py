@@ -27,10 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "artifacts" / "bench"  # git-ignored
 HOST = "127.0.0.1"
-BROKER_DB = 13
-RATE_DB = 12
-BROKER_URL = f"redis://{HOST}:6379/{BROKER_DB}"
-RATE_URL = f"redis://{HOST}:6379/{RATE_DB}"
+# The same environment variables bench/settings.py reads: runs side by side use their own.
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", f"redis://{HOST}:6379/13")
+RATE_URL = os.environ.get("BENCH_RATE_LIMIT_URL", f"redis://{HOST}:6379/12")
 DB_NAME = os.environ.get("BENCH_DB", "bench_exotel")
 PYTHON = sys.executable
 
@@ -181,8 +180,8 @@ def free_port() -> int:
 def flush_redis() -> None:
     import redis
 
-    for db in (BROKER_DB, RATE_DB):
-        redis.Redis(host=HOST, port=6379, db=db).flushdb()
+    for url in (BROKER_URL, RATE_URL):
+        redis.Redis.from_url(url).flushdb()
 
 
 def ensure_database() -> None:

@@ -81,6 +81,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     for alias, data in accounts.items():
         messages.extend(_check_account(alias, data))
     messages.extend(_check_general(merged))
+    messages.extend(_check_claim_timeout(merged, accounts))
     return messages
 
 
@@ -224,4 +225,63 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
                 id=f"{_ID}.E026",
             )
         )
+    return out
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _check_claim_timeout(
+    s: dict[str, Any], accounts: dict[str, dict[str, Any]]
+) -> list[CheckMessage]:
+    """A live worker's claim must outlast its longest request, or reconcile takes it over."""
+    name = conf.SETTINGS_NAME
+    claim = _seconds(s["CLAIM_TIMEOUT"])
+    wait = _seconds(s["RATE_LIMIT_MAX_WAIT"])
+    out: list[CheckMessage] = []
+    if claim is None or claim <= 0:
+        out.append(
+            Error(
+                f"{name}['CLAIM_TIMEOUT'] must be a positive number of seconds.", id=f"{_ID}.E031"
+            )
+        )
+    if wait is None or wait < 0:
+        out.append(
+            Error(
+                f"{name}['RATE_LIMIT_MAX_WAIT'] must be a number of seconds (0 or more).",
+                id=f"{_ID}.E032",
+            )
+        )
+    if out or claim is None or wait is None:
+        return out
+    # Named accounts inherit the top-level timeouts they do not set; a bad value is E014's.
+    longest: tuple[float, str, float, float] | None = None
+    for alias, data in accounts.items():
+        connect = _seconds(data.get("CONNECT_TIMEOUT", s["CONNECT_TIMEOUT"]))
+        read = _seconds(data.get("READ_TIMEOUT", s["READ_TIMEOUT"]))
+        if connect is None or read is None:
+            continue
+        total = wait + connect + read
+        if longest is None or total > longest[0]:
+            longest = (total, alias, connect, read)
+    if longest is None or claim > longest[0]:
+        return out
+    total, alias, connect, read = longest
+    read_key = conf.account_key_path(alias, "READ_TIMEOUT")
+    if alias != conf.DEFAULT_ACCOUNT and "READ_TIMEOUT" not in accounts[alias]:
+        read_key = conf.account_key_path(conf.DEFAULT_ACCOUNT, "READ_TIMEOUT")
+    out.append(
+        Error(
+            f"{name}['CLAIM_TIMEOUT'] ({claim:g} s) is not longer than a live worker's longest "
+            f"claim: {name}['RATE_LIMIT_MAX_WAIT'] ({wait:g} s) + CONNECT_TIMEOUT ({connect:g} s)"
+            f" + {read_key} ({read:g} s) = {total:g} s.",
+            hint=f"Raise {name}['CLAIM_TIMEOUT'] above {total:g} s (or lower {read_key} or "
+            f"{name}['RATE_LIMIT_MAX_WAIT']). Otherwise reconciliation takes a live worker's "
+            "messages for a dead one's.",
+            id=f"{_ID}.E030",
+        )
+    )
     return out

@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BACKOFF_MAX": 300.0,
     "DELIVERY": "at-most-once",
     "CLAIM_TIMEOUT": 300.0,
+    # The longest a send waits for a rate-limit slot; part of the longest live claim.
+    "RATE_LIMIT_MAX_WAIT": 60.0,
     "RECONCILE_AFTER": 900.0,
     "RECONCILE_BATCH_SIZE": 200,
     "RECONCILE_MAX_AGE": 7 * 24 * 3600.0,
@@ -112,6 +114,7 @@ class ExotelSmsSettings:
     retry_backoff_max: float
     delivery: str
     claim_timeout: float
+    rate_limit_max_wait: float
     reconcile_after: float
     reconcile_batch_size: int
     reconcile_max_age: float
@@ -170,6 +173,7 @@ def get_settings() -> ExotelSmsSettings:
         retry_backoff_max=float(s["RETRY_BACKOFF_MAX"]),
         delivery=s["DELIVERY"],
         claim_timeout=float(s["CLAIM_TIMEOUT"]),
+        rate_limit_max_wait=float(s["RATE_LIMIT_MAX_WAIT"]),
         reconcile_after=float(s["RECONCILE_AFTER"]),
         reconcile_batch_size=int(s["RECONCILE_BATCH_SIZE"]),
         reconcile_max_age=float(s["RECONCILE_MAX_AGE"]),

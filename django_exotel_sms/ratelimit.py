@@ -73,8 +73,13 @@ def _item(account: str, kind: str) -> RateLimitItem:
     return parse(acct.get_rate_limit if kind == "get" else acct.rate_limit)
 
 
-def acquire(account: str = "default", kind: str = "post", max_wait: float = 60.0) -> bool:
-    """Wait for a request slot; False if none came within ``max_wait`` seconds."""
+def acquire(account: str = "default", kind: str = "post", max_wait: float | None = None) -> bool:
+    """Wait for a request slot; False if none came within ``max_wait`` seconds.
+
+    ``max_wait`` defaults to ``RATE_LIMIT_MAX_WAIT``, which ``CLAIM_TIMEOUT`` must cover.
+    """
+    if max_wait is None:
+        max_wait = get_settings().rate_limit_max_wait
     limiter = _limiter()
     item = _item(account, kind)
     # Keyed by the account sid, not the alias: two aliases of one account share a limit.

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from . import ratelimit, status
+from . import ratelimit, sending, status
 from .backends import get_backend
 from .conf import get_settings
 from .exceptions import ExotelError
@@ -36,7 +36,18 @@ class ReconcileReport:
 
 
 def recover_stale_claims() -> tuple[int, int]:
-    """Claims older than CLAIM_TIMEOUT belong to a dead worker: hand them back."""
+    """Claims older than CLAIM_TIMEOUT belong to a dead (or stalled) worker: hand them back.
+
+    A stalled worker that wakes up sends only rows it can still mark as started under its
+    token (``sending._mark_request_started``), so a row handed back here is sent by its new
+    owner alone. Returns (back to pending, marked uncertain).
+    """
+    recovered = _recover_stale_claims()
+    return recovered[0], recovered[1]
+
+
+def _recover_stale_claims() -> tuple[int, int, set[int], set[int]]:
+    """As above, plus the batches and single messages resent after a backoff (to resume)."""
     s = get_settings()
     now_ = timezone.now()
     cutoff = now_ - timedelta(seconds=s.claim_timeout)
@@ -45,21 +56,38 @@ def recover_stale_claims() -> tuple[int, int]:
         status=status.PENDING, claim_token=None, next_attempt_at=None, updated_at=now_
     )
     maybe_sent = stale.filter(request_started_at__isnull=False)
+    resent = 0
+    batches: set[int] = set()
+    singles: set[int] = set()
     if s.at_least_once:
-        resent = maybe_sent.update(
-            status=status.PENDING,
-            claim_token=None,
-            request_started_at=None,
-            next_attempt_at=None,
-            error_message="Worker lost mid-request; resending (at-least-once).",
-            updated_at=now_,
-        )
-        return never_sent + resent, 0
+        # Resent like a lost answer: after a backoff, and only while attempts remain. Not due
+        # yet, pending_work would skip them: their tasks are resumed here, and wait it out.
+        retry = maybe_sent.filter(attempts__lt=s.max_attempts)
+        for pk, batch_id in retry.values_list("pk", "batch_id")[:10000]:
+            if batch_id:
+                batches.add(batch_id)
+            else:
+                singles.add(pk)
+        for attempts in set(retry.values_list("attempts", flat=True)):
+            delay = sending.backoff_delay(attempts, None)
+            resent += retry.filter(attempts=attempts).update(
+                status=status.PENDING,
+                claim_token=None,
+                request_started_at=None,
+                next_attempt_at=now_ + timedelta(seconds=delay),
+                error_message="Claim expired mid-request; resending (at-least-once).",
+                updated_at=now_,
+            )
+    # The claim's token stays: a stalled worker's late answer still settles these rows.
     pks = list(maybe_sent.values_list("pk", flat=True)[:10000])
+    text = (
+        "Claim expired mid-request (worker lost or stalled past CLAIM_TIMEOUT); "
+        "Exotel may have accepted it."
+    )
+    if s.at_least_once:
+        text = f"Not resent: {s.max_attempts} attempts made (at-least-once). {text}"
     uncertain = SmsMessage.objects.filter(pk__in=pks, status=status.SUBMITTING).update(
-        status=status.UNCERTAIN,
-        error_message="Worker lost mid-request; Exotel may have accepted it.",
-        updated_at=now_,
+        status=status.UNCERTAIN, error_message=text, updated_at=now_
     )
     StatusEvent.objects.bulk_create(
         [
@@ -72,7 +100,7 @@ def recover_stale_claims() -> tuple[int, int]:
             for pk in pks
         ]
     )
-    return never_sent, uncertain
+    return never_sent + resent, uncertain, batches, singles
 
 
 def pending_work(min_age: float = 30.0) -> tuple[set[int], set[int]]:
@@ -145,9 +173,11 @@ def check_open_messages(limit: int | None = None) -> tuple[int, int, int, int]:
 
 
 def run(limit: int | None = None, pending_min_age: float = 30.0) -> ReconcileReport:
-    reclaimed, uncertain = recover_stale_claims()
+    reclaimed, uncertain, resent_batches, resent_singles = _recover_stale_claims()
     checked, updated, not_found, errors = check_open_messages(limit)
     batches, singles = pending_work(pending_min_age)
+    batches |= resent_batches
+    singles |= resent_singles
     return ReconcileReport(
         reclaimed_pending=reclaimed,
         marked_uncertain=uncertain,

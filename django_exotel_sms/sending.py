@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,7 +28,7 @@ from django.db import connections, router, transaction
 from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
-from . import callbacks, encoding, gate, held, ratelimit, signals, status
+from . import callbacks, dbretry, encoding, gate, held, ratelimit, signals, status
 from .backends import get_backend
 from .client import BulkResult, SmsResult
 from .conf import get_settings
@@ -142,11 +143,35 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
     return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
 
 
-def _mark_request_started(claim: Claim, pks: list[int]) -> None:
-    # A stale claim without this mark never reached Exotel and may be sent again safely.
-    SmsMessage.objects.using(_db()).filter(
+def _mark_request_started(claim: Claim, pks: list[int]) -> list[int]:
+    """Mark the rows still ours as about to be sent; return those (only they may be sent).
+
+    A stale claim without this mark never reached Exotel and may be sent again safely. A
+    worker that stalled past ``CLAIM_TIMEOUT`` finds some rows handed over: it must not
+    send them, their new owner will.
+    """
+    db = _db()
+    mine = SmsMessage.objects.using(db).filter(
         pk__in=pks, claim_token=claim.token, status=status.SUBMITTING
-    ).update(request_started_at=timezone.now())
+    )
+
+    def mark() -> list[int]:
+        marked = mine.update(request_started_at=timezone.now())
+        if marked == len(pks):
+            return list(pks)
+        # The token is this claim's alone: what still carries it was marked just now (a row
+        # taken over in between is not sent; marked, it is treated as maybe sent).
+        return list(mine.order_by("pk").values_list("pk", flat=True))
+
+    # No transaction: the common case is one UPDATE, atomic by itself.
+    owned = dbretry.retry_write(mark, using=db, what="Marking a request as started", atomic=False)
+    if len(owned) < len(pks):
+        logger.warning(
+            "%d claimed message(s) were taken over before their request started; not sending "
+            "them. Raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest claim.",
+            len(pks) - len(owned),
+        )
+    return owned
 
 
 # -- building requests ------------------------------------------------------------------
@@ -370,41 +395,65 @@ def _apply(
     if not per_row:
         return []
     db = _db()
-    with transaction.atomic(using=db):
-        owned = dict(
-            SmsMessage.objects.using(db)
-            .select_for_update()
-            .filter(pk__in=list(per_row), claim_token=claim.token, status__in=list(from_statuses))
-            .values_list("pk", "status")
+    from_statuses = list(from_statuses)
+
+    def write() -> list[int]:
+        return _apply_once(
+            db, claim, per_row, source=source, note=note, from_statuses=from_statuses
         )
-        if len(owned) < len(per_row):
-            logger.warning(
-                "%d claimed message(s) were taken over before their outcome was recorded; "
-                "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
-                len(per_row) - len(owned),
+
+    return dbretry.retry_write(write, using=db, what="Recording a send's outcome")
+
+
+def _apply_once(
+    db: str,
+    claim: Claim,
+    per_row: dict[int, dict[str, Any]],
+    *,
+    source: str,
+    note: str,
+    from_statuses: list[str],
+) -> list[int]:
+    # Runs inside retry_write's transaction.
+    owned = dict(
+        SmsMessage.objects.using(db)
+        .select_for_update()
+        .filter(pk__in=list(per_row), claim_token=claim.token, status__in=list(from_statuses))
+        .values_list("pk", "status")
+    )
+    if len(owned) < len(per_row):
+        logger.warning(
+            "%d claimed message(s) were taken over before their outcome was recorded; "
+            "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
+            len(per_row) - len(owned),
+        )
+    if not owned:
+        return []
+    rows = {pk: per_row[pk] for pk in owned}
+    _update_rows(db, rows, claim.token, list(from_statuses))
+    StatusEvent.objects.using(db).bulk_create(
+        [
+            StatusEvent(
+                message_id=pk,
+                status=values["status"],
+                detailed_status_code=values.get("detailed_status_code"),
+                detailed_status=(values.get("detailed_status") or "")[:64],
+                source=source,
+                note=note[:255],
             )
-        if not owned:
-            return []
-        rows = {pk: per_row[pk] for pk in owned}
-        _update_rows(db, rows, claim.token, list(from_statuses))
-        StatusEvent.objects.using(db).bulk_create(
-            [
-                StatusEvent(
-                    message_id=pk,
-                    status=values["status"],
-                    detailed_status_code=values.get("detailed_status_code"),
-                    detailed_status=(values.get("detailed_status") or "")[:64],
-                    source=source,
-                    note=note[:255],
-                )
-                for pk, values in rows.items()
-            ]
-        )
-        signals.notify_after_commit(
-            ((pk, owned[pk], values["status"], source) for pk, values in rows.items()),
-            using=db,
-        )
+            for pk, values in rows.items()
+        ]
+    )
+    signals.notify_after_commit(
+        ((pk, owned[pk], values["status"], source) for pk, values in rows.items()),
+        using=db,
+    )
     return list(owned)
+
+
+# Exotel's answer settles a row still carrying the claim's token: ``submitting``, or
+# ``uncertain`` when reconcile flagged a stalled claim (it keeps the token for this).
+_ANSWERABLE = (status.SUBMITTING, status.UNCERTAIN)
 
 
 def _record_results(
@@ -419,7 +468,8 @@ def _record_results(
     # rest unknown rather than guessed.
     missing = [row["pk"] for row in rows[len(results) :]]
     written = held.write_sids(
-        lambda: _apply(claim, per_row, source=StatusEvent.SOURCE_API), per_row
+        lambda: _apply(claim, per_row, source=StatusEvent.SOURCE_API, from_statuses=_ANSWERABLE),
+        per_row,
     )
     # Callbacks that came before this answer and could not name their row apply now.
     held.apply_held_reports({pk: per_row[pk]["sid"] for pk in written if per_row[pk]["sid"]})
@@ -433,7 +483,8 @@ def _record_results(
     return outcome
 
 
-def _backoff(attempts: int, retry_after: float | None) -> float:
+def backoff_delay(attempts: int, retry_after: float | None) -> float:
+    """Seconds to wait before attempt ``attempts + 1``: exponential, jittered, capped."""
     s = get_settings()
     delay = min(s.retry_backoff_max, s.retry_backoff ** max(attempts, 1))
     delay *= random.uniform(0.5, 1.5)  # jitter: workers throttled together come back apart
@@ -460,13 +511,14 @@ def _release(
     give_up = {pk for pk, n in attempts.items() if count and n >= s.max_attempts}
     retry = [pk for pk in pks if pk not in give_up]
     code = getattr(exc, "code", None)
-    delay = _backoff(max(attempts.values(), default=1), retry_after)
+    delay = backoff_delay(max(attempts.values(), default=1), retry_after)
     outcome = Outcome(requests=1)
     if retry:
-        outcome.released = (
-            SmsMessage.objects.using(_db())
-            .filter(pk__in=retry, claim_token=claim.token, status=status.SUBMITTING)
-            .update(
+        released = SmsMessage.objects.using(_db()).filter(
+            pk__in=retry, claim_token=claim.token, status=status.SUBMITTING
+        )
+        outcome.released = dbretry.retry_write(
+            lambda: released.update(
                 status=status.PENDING,
                 claim_token=None,
                 request_started_at=None,
@@ -475,7 +527,9 @@ def _release(
                 error_message=str(exc)[:1000],
                 attempts=F("attempts") if count else F("attempts") - 1,
                 updated_at=timezone.now(),
-            )
+            ),
+            using=_db(),
+            what="Releasing messages for a retry",
         )
         outcome.retry_after = delay
     if give_up:
@@ -499,29 +553,58 @@ def _reject(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
     message = getattr(exc, "message", None) or str(exc)
     fields = {"status": status.REJECTED, "error_code": code, "error_message": str(message)[:1000]}
     _apply(
-        claim, {pk: dict(fields) for pk in pks}, source=StatusEvent.SOURCE_API, note=str(exc)[:255]
+        claim,
+        {pk: dict(fields) for pk in pks},
+        source=StatusEvent.SOURCE_API,
+        note=str(exc)[:255],
+        from_statuses=_ANSWERABLE,
     )
     return Outcome(requests=1, rejected=len(pks))
 
 
 def _unknown(claim: Claim, pks: list[int], reason: str) -> Outcome:
-    """Exotel may or may not have taken these. Default: never resend (at-most-once)."""
-    if get_settings().at_least_once:
-        n = (
-            SmsMessage.objects.using(_db())
-            .filter(pk__in=pks, claim_token=claim.token, status=status.SUBMITTING)
-            .update(
+    """Exotel may or may not have taken these. Default: never resend (at-most-once).
+
+    At-least-once resends them after a backoff while attempts remain. Each attempt is one
+    claim and at most one request, so a message reaches Exotel at most ``MAX_ATTEMPTS``
+    times: one copy more per lost answer. Out of attempts it becomes ``uncertain``.
+    """
+    s = get_settings()
+    attempts = {r["pk"]: r["attempts"] for r in claim.rows}
+    resend = [pk for pk in pks if s.at_least_once and attempts[pk] < s.max_attempts]
+    outcome = Outcome(requests=1)
+    if resend:
+        delay = backoff_delay(max(attempts[pk] for pk in resend), None)
+        released = SmsMessage.objects.using(_db()).filter(
+            pk__in=resend, claim_token=claim.token, status=status.SUBMITTING
+        )
+        outcome.released = dbretry.retry_write(
+            lambda: released.update(
                 status=status.PENDING,
                 claim_token=None,
                 request_started_at=None,
+                next_attempt_at=timezone.now() + timedelta(seconds=delay),
                 error_message=f"Resending (at-least-once): {reason}"[:1000],
                 updated_at=timezone.now(),
-            )
+            ),
+            using=_db(),
+            what="Releasing messages to resend",
         )
-        return Outcome(requests=1, released=n, retry_after=get_settings().retry_backoff)
-    fields = {"status": status.UNCERTAIN, "error_message": reason[:1000]}
-    _apply(claim, {pk: dict(fields) for pk in pks}, source=StatusEvent.SOURCE_LOCAL, note=reason)
-    return Outcome(requests=1, uncertain=len(pks))
+        outcome.retry_after = delay
+    flagged = [pk for pk in pks if pk not in set(resend)]
+    if flagged:
+        text = reason
+        if s.at_least_once:
+            text = f"Not resent: {s.max_attempts} attempts made (at-least-once). {reason}"
+        fields = {"status": status.UNCERTAIN, "error_message": text[:1000]}
+        _apply(
+            claim,
+            {pk: dict(fields) for pk in flagged},
+            source=StatusEvent.SOURCE_LOCAL,
+            note=text,
+        )
+        outcome.uncertain = len(flagged)
+    return outcome
 
 
 def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None) -> Outcome:
@@ -534,15 +617,92 @@ def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None
         return _release(claim, pks, ExotelError(f"Configuration error: {exc}"), None)
     account = rows[0]["account"]
     if not ratelimit.acquire(account, "post"):
+        wait = get_settings().rate_limit_max_wait
         return _release(
-            claim, pks, ExotelError("local rate limit: no slot within 60 s"), 1.0, count=False
+            claim,
+            pks,
+            ExotelError(f"local rate limit: no slot within {wait:g} s"),
+            1.0,
+            count=False,
         )
-    _mark_request_started(claim, pks)
+    owned = set(_mark_request_started(claim, pks))
+    if not owned:
+        return Outcome()
+    if len(owned) < len(rows):
+        # Only the rows still ours are sent; the request is rebuilt for them alone.
+        rows = [r for r in rows if r["pk"] in owned]
+        pks = [r["pk"] for r in rows]
+        request = _transport(rows, batch)
     try:
         results = request()
     except ExotelError as exc:
-        return _failed_request(claim, pks, exc)
-    return _record_results(claim, rows, results)
+        return _settle(
+            claim, pks, f"Exotel's answer: {exc}", partial(_failed_request, claim, pks, exc)
+        )
+    sids = ", ".join(r.sid for r in results if r.sid)
+    return _settle(
+        claim,
+        pks,
+        f"Exotel answered; Sids: {sids or 'none'}",
+        lambda: _record_results(claim, rows, results),
+    )
+
+
+def _settle(claim: Claim, pks: list[int], answer: str, record: Callable[[], Outcome]) -> Outcome:
+    """Record Exotel's answer; when the database keeps failing, leave the true cause behind.
+
+    Each write already retries transient errors. If they persist, the rows become
+    ``uncertain`` with ``Outcome write failed: ...`` (never resent: Exotel may have them),
+    rather than wait for reconciliation to guess at a lost worker.
+    """
+    try:
+        return record()
+    except dbretry.TRANSIENT_ERRORS as exc:
+        logger.error(
+            "Outcome write failed for %d message(s) after Exotel's answer (%s): %s",
+            len(pks),
+            answer,
+            exc,
+        )
+        text = f"Outcome write failed: {exc}. {answer}"[:1000]
+        try:
+            flagged = _flag_write_failed(claim, pks, text)
+        except dbretry.TRANSIENT_ERRORS:
+            logger.exception("Could not record the outcome write failure either")
+            raise exc from None
+        return Outcome(requests=1, uncertain=flagged)
+
+
+def _flag_write_failed(claim: Claim, pks: list[int], text: str) -> int:
+    """Rows still ours become ``uncertain`` with the cause: plain statements, no CASE."""
+    db = _db()
+
+    def write() -> int:
+        owned = list(
+            SmsMessage.objects.using(db)
+            .select_for_update()
+            .filter(pk__in=pks, claim_token=claim.token, status=status.SUBMITTING)
+            .values_list("pk", flat=True)
+        )
+        SmsMessage.objects.using(db).filter(pk__in=owned).update(
+            status=status.UNCERTAIN, error_message=text, updated_at=timezone.now()
+        )
+        StatusEvent.objects.using(db).bulk_create(
+            StatusEvent(
+                message_id=pk,
+                status=status.UNCERTAIN,
+                source=StatusEvent.SOURCE_LOCAL,
+                note="outcome write failed",
+            )
+            for pk in owned
+        )
+        signals.notify_after_commit(
+            ((pk, status.SUBMITTING, status.UNCERTAIN, StatusEvent.SOURCE_LOCAL) for pk in owned),
+            using=db,
+        )
+        return len(owned)
+
+    return dbretry.retry_write(write, using=db, what="Recording an outcome write failure")
 
 
 def _failed_request(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:

@@ -4,7 +4,9 @@
 claim rows that are still pending. ``reject_on_worker_lost`` puts a task back on the
 queue when its worker is killed; stale claims it left are recovered by ``reconcile``.
 Retry countdowns are capped by ``RETRY_BACKOFF_MAX`` (default 300 s), which must stay
-below the Redis transport's ``visibility_timeout`` (default 3600 s).
+below the Redis transport's ``visibility_timeout`` (default 3600 s). A send task that meets
+a transient database error is retried by Celery (``SEND_RETRY``: at most 5 times, backoff
+capped at 60 s).
 """
 
 from __future__ import annotations
@@ -17,10 +19,20 @@ from celery import shared_task
 from . import reconcile as reconcile_mod
 from . import sending
 from .conf import get_settings
+from .dbretry import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
 
 BATCH_TIME_BUDGET = 240.0  # seconds one send_batch run works before handing over
+# A transient database error (a lock, a restart) retries the task with backoff instead of
+# leaving its rows to the next reconcile: about 2, 4, 8, 16, 32 s, jittered.
+SEND_RETRY = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "max_retries": 5,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
 
 
 def _options() -> dict[str, Any]:
@@ -28,7 +40,9 @@ def _options() -> dict[str, Any]:
     return {"queue": queue} if queue else {}
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, **SEND_RETRY
+)
 def send_message(self: Any, message_id: int) -> dict[str, Any]:
     outcome = sending.deliver_message(message_id)
     if outcome.retry_after is not None:
@@ -36,7 +50,9 @@ def send_message(self: Any, message_id: int) -> dict[str, Any]:
     return outcome.__dict__
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, **SEND_RETRY
+)
 def send_batch(self: Any, batch_id: int) -> dict[str, Any]:
     outcome = sending.deliver_batch(batch_id, time_budget=BATCH_TIME_BUDGET)
     if outcome.more:

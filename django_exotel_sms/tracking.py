@@ -69,6 +69,9 @@ def apply_report(message_pk: int, report: StatusReport, source: str) -> bool:
             "status": report.status,
             "detailed_status_code": report.detailed_status_code,
             "detailed_status": report.detailed_status[:64],
+            # Exotel's word supersedes a local explanation ("may have accepted it"...).
+            "error_code": None,
+            "error_message": "",
             "updated_at": now,
         }
         if report.sms_units is not None:

@@ -177,18 +177,54 @@ def test_read_timeouts_end_uncertain_never_resent(sandbox, start_worker):
     _assert_exactly_once(sandbox, targets)
 
 
-def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(sandbox, start_worker, settings):
+def test_at_least_once_with_lost_answers_sends_at_most_max_attempts_copies(sandbox, start_worker):
+    """At-least-once when Exotel accepts but answers too late (the stand-in's hang fault).
+
+    Each lost answer may cost one duplicate, and a message is attempted at most
+    MAX_ATTEMPTS times: every number reaches Exotel 1 to MAX_ATTEMPTS times, once per
+    attempt, and every row ends accepted or, out of attempts, ``uncertain`` -- never
+    pending for ever.
+    """
+    max_attempts = 3
+    sandbox.configure(hang_rate=0.7, hang_seconds=0.6, seed=3)
+    start_worker(
+        "at-least-once", DELIVERY="at-least-once", READ_TIMEOUT=0.3, MAX_ATTEMPTS=max_attempts
+    )
+    targets = numbers(300)
+    singles = numbers(10, start=5000)
+    SmsMessage.objects.send_bulk(to=targets, body="Sale starts today")
+    for n in singles:
+        SmsMessage.objects.send(n, "Your OTP is 4321")
+    assert wait_until(lambda: _open_count() == 0, timeout=180), _open_count()
+    accepted = sandbox.recipient_counts()
+    rows = list(SmsMessage.objects.values_list("to", "status", "attempts"))
+    assert len(rows) == len(targets) + len(singles)
+    assert {state for _, state, _ in rows} == {status.QUEUED, status.UNCERTAIN}
+    for to, state, attempts in rows:
+        # One request per attempt, each accepted (a hang accepts, then answers late).
+        assert 1 <= accepted[to] == attempts <= max_attempts, (to, state, attempts)
+        if state == status.UNCERTAIN:
+            assert attempts == max_attempts, "uncertain only once attempts ran out"
+    assert max(accepted.values()) == max_attempts
+    assert min(accepted.values()) < max_attempts
+
+
+@pytest.mark.parametrize("delivery", ["at-most-once", "at-least-once"])
+def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
+    sandbox, start_worker, settings, delivery
+):
     """Kill the whole worker mid-batch, reconcile, start another: nothing lost or duplicated.
 
     "Lost" means a message that ends looking handled (or stays open) while Exotel never got
     it. Rows whose request had started when the worker died are ambiguous by nature (no
-    idempotency key at Exotel): the default at-most-once mode flags them ``uncertain`` and
-    never resends them. Everything else is sent exactly once.
+    idempotency key at Exotel): at-most-once flags them ``uncertain`` and never resends
+    them; at-least-once resends them (one duplicate at most, for an answer lost with the
+    worker). Everything else is sent exactly once either way.
     """
-    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "BATCH_PARALLELISM": 2}
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "BATCH_PARALLELISM": 2, "DELIVERY": delivery}
     sandbox.configure(latency=0.4)
     targets = numbers(3000)
-    first = start_worker("doomed")
+    first = start_worker("doomed", DELIVERY=delivery)
     batch = SmsMessage.objects.send_bulk(to=targets, body="Flash sale")
     assert wait_until(
         lambda: len([r for r in sandbox.requests if r.method == "POST"]) >= 4, timeout=60
@@ -208,7 +244,7 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(sandbox, start_
     settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "CLAIM_TIMEOUT": 0}
     report = reconcile.run(pending_min_age=0)
     assert batch.pk in report.batches_to_resume
-    start_worker("rescuer")
+    start_worker("rescuer", DELIVERY=delivery)
     from django_exotel_sms.tasks import send_batch
 
     send_batch.delay(batch.pk)
@@ -219,12 +255,21 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(sandbox, start_
     # Every number outside the in-flight chunks reached Exotel exactly once.
     for number in set(targets) - in_flight:
         assert accepted.get(number) == 1, number
-    assert set(final) <= {status.QUEUED, status.UNCERTAIN}, final
-    assert max(accepted.values()) == 1, "nothing is ever sent twice"
-    uncertain = set(
-        SmsMessage.objects.filter(batch=batch, status=status.UNCERTAIN).values_list("to", flat=True)
-    )
-    assert uncertain == in_flight, "exactly the ambiguous rows are flagged"
-    # A flagged row either reached Exotel once or never: never silently done.
-    assert {n for n in targets if n not in accepted} <= uncertain
+    if delivery == "at-most-once":
+        assert set(final) <= {status.QUEUED, status.UNCERTAIN}, final
+        assert max(accepted.values()) == 1, "nothing is ever sent twice"
+        uncertain = set(
+            SmsMessage.objects.filter(batch=batch, status=status.UNCERTAIN).values_list(
+                "to", flat=True
+            )
+        )
+        assert uncertain == in_flight, "exactly the ambiguous rows are flagged"
+        # A flagged row either reached Exotel once or never: never silently done.
+        assert {n for n in targets if n not in accepted} <= uncertain
+    else:
+        assert set(final) == {status.QUEUED}, final
+        assert set(accepted) == set(targets), "at-least-once: every number reached Exotel"
+        # Only the in-flight rows may go twice: one lost answer each, one duplicate at most.
+        assert {n for n, c in accepted.items() if c > 1} <= in_flight
+        assert max(accepted.values()) <= 2
     assert SmsBatch.objects.get(pk=batch.pk).total == 3000

@@ -320,7 +320,8 @@ def test_new_project_following_the_readme_sends_a_message_that_ends_sent(site):
     _wait_for(final, 90, "the message to end 'sent'", site.server_log)
     status, sid, *sources = seen
     assert sid != "None" and sources == ["api", "callback"], seen
-    assert re.search(r'"POST /exotel/status/m1[.:][^ ]+/ HTTP/1\.1" 200', site.server_log.read_text())
+    callback = r'"POST /exotel/status/m1[.:][^ ]+/ HTTP/1\.1" 200'
+    assert re.search(callback, site.server_log.read_text())
 
 
 BULK = 300
