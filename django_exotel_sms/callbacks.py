@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings as django_settings
 from django.core import signing
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import get_settings
 
@@ -28,6 +29,7 @@ class CallbackScope:
     pk: int
 
 
+@sensitive_variables("keys", "key", "fallbacks")  # kept off Django's DEBUG page
 def _signer(salt: str) -> signing.TimestampSigner:
     keys = get_settings().signing_keys
     fallbacks: list[str | bytes]

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 
@@ -540,6 +541,8 @@ class ExotelClient:
     ``retryable`` / ``outcome_unknown`` flags, and the sending layer decides.
     """
 
+    # Kept off Django's DEBUG error page: a bad base_url or timeout raises from this frame.
+    @sensitive_variables("api_key", "api_token")
     def __init__(
         self,
         account_sid: str,

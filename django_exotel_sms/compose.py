@@ -55,15 +55,20 @@ class Composer:
                     ]
                 }
             )
-        data = self.settings.accounts[self.account_alias]
+        # Only the two non-secret values: the account's dict also holds its API token,
+        # which must not sit in this frame's locals (Django's DEBUG page shows them).
+        self.default_sender: str | None = self.settings.accounts[self.account_alias].get(
+            "DEFAULT_SENDER"
+        )
+        self.default_entity: str | None = self.settings.accounts[self.account_alias].get(
+            "DLT_ENTITY_ID"
+        )
         if getattr(import_string(self.settings.backend), "requires_credentials", False):
             # Refuse now rather than save rows that could never be sent.
             try:
                 get_account(self.account_alias)
             except ImproperlyConfigured as exc:
                 raise SmsValidationError({"account": [str(exc)]}) from exc
-        self.default_sender: str | None = data.get("DEFAULT_SENDER")
-        self.default_entity: str | None = data.get("DLT_ENTITY_ID")
         self._senders: dict[str, SenderId | None] = {}
         self._templates: dict[object, SmsTemplate] = {}
         self._templates_by_dlt_id: dict[str, SmsTemplate | None] = {}

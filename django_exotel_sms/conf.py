@@ -15,6 +15,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.views.decorators.debug import sensitive_variables
 
 SETTINGS_NAME = "EXOTEL_SMS"
 DEFAULT_ACCOUNT = "default"
@@ -127,6 +128,12 @@ class ExotelSmsSettings:
         return self.delivery == "at-least-once"
 
 
+# Every function below that holds the settings dict (which carries API_TOKEN and
+# SIGNING_KEYS) hides its locals from Django's DEBUG error page: a settings mistake
+# raises right here, and that page would otherwise print the credentials next to it.
+
+
+@sensitive_variables("value")
 def raw_settings() -> dict[str, Any]:
     value = getattr(django_settings, SETTINGS_NAME, None) or {}
     if not isinstance(value, dict):
@@ -134,6 +141,7 @@ def raw_settings() -> dict[str, Any]:
     return value
 
 
+@sensitive_variables("merged")
 def _merged() -> dict[str, Any]:
     merged = dict(DEFAULTS)
     merged.update(raw_settings())
@@ -141,6 +149,7 @@ def _merged() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
+@sensitive_variables("s", "accounts", "base", "overrides")
 def get_settings() -> ExotelSmsSettings:
     s = _merged()
     accounts: dict[str, dict[str, Any]] = {
@@ -185,6 +194,7 @@ def account_aliases() -> list[str]:
     return list(get_settings().accounts)
 
 
+@sensitive_variables("accounts", "data")
 def get_account(alias: str | None = None) -> AccountConfig:
     """The named account's configuration; raises ImproperlyConfigured naming the missing key."""
     alias = alias or DEFAULT_ACCOUNT
