@@ -384,6 +384,22 @@ def test_refresh_maps_any_exotel_error_to_502(api) -> None:
     assert response.json()["error_code"] == 34010
 
 
+def test_refresh_answers_429_with_retry_after_rather_than_wait_for_the_rate_limit(
+    api, settings
+) -> None:
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "GET_RATE_LIMIT": "1/minute"}
+    message = _message(sid="abc", status=status.QUEUED)
+    waited = AssertionError("the request waited for the rate limiter")
+    with mock.patch("django_exotel_sms.ratelimit.time.sleep", side_effect=waited):
+        assert post(api, url("message-refresh", message.pk), None).status_code == 200
+        response = post(api, url("message-refresh", message.pk), None)
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response.json()["detail"].startswith("The Exotel account's request rate is used up")
+    message.refresh_from_db()
+    assert message.status == status.QUEUED
+
+
 # -- messages: bulk ---------------------------------------------------------------------
 
 

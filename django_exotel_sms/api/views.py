@@ -16,12 +16,12 @@ from django.db.models import Count, ProtectedError, QuerySet
 from rest_framework import mixins, serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import dlt, encoding, reconcile
+from .. import dlt, encoding, ratelimit, reconcile
 from ..compose import SmsValidationError
 from ..conf import get_settings
 from ..exceptions import ExotelError
@@ -211,14 +211,24 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SmsApiVie
 
     @extend_schema(
         request=None,
-        responses={200: SmsMessageDetailSerializer, 502: ErrorSerializer},
+        responses={
+            200: SmsMessageDetailSerializer,
+            429: ErrorSerializer,
+            502: ErrorSerializer,
+        },
         summary="Ask Exotel for this message's status now",
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         message = self.get_object()
         try:
-            reconcile.refresh_message(message)
+            reconcile.refresh_message(message, wait=False)
+        except ratelimit.RateLimited as exc:
+            # Never hold a web worker until the account's rate frees a slot.
+            raise Throttled(
+                wait=exc.retry_after,
+                detail="The Exotel account's request rate is used up; try again later.",
+            ) from None
         except ExotelError as exc:
             # ExotelError texts never hold credentials (exceptions.py guarantees it).
             logger.warning("Refreshing SMS %s failed: %s", message.pk, exc)
