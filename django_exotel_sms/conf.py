@@ -75,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "SIGNING_KEYS": None,
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
+    # Recipients per REST bulk request; bigger imports go through send_bulk() or exotel_send.
+    "API_MAX_BULK": 10_000,
     "TASK_QUEUE": None,
 }
 
@@ -120,6 +122,7 @@ class ExotelSmsSettings:
     signing_keys: list[str] | None = field(repr=False)
     idempotency_key_ttl: int
     api_permission_classes: list[str] | None
+    api_max_bulk: int
     rate_limit_storage: str | None
     task_queue: str | None
 
@@ -185,6 +188,7 @@ def get_settings() -> ExotelSmsSettings:
         signing_keys=s["SIGNING_KEYS"],
         idempotency_key_ttl=int(s["IDEMPOTENCY_KEY_TTL"]),
         api_permission_classes=s["API_PERMISSION_CLASSES"],
+        api_max_bulk=int(s["API_MAX_BULK"]),
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
     )
