@@ -121,12 +121,13 @@ class MessageFilter(BaseFilterBackend):
                 errors["batch"] = [f"A batch id is a whole number; got {raw!r}."]
 
         if raw := query.get("template"):
-            if raw.isdigit() and (template := whole_number(raw, 1, MAX_ID)) is None:
-                errors["template"] = [f"No template can have the id {raw!r}."]
-            elif raw.isdigit():
-                conditions &= Q(template_id=template)
-            else:
+            # Digits of any script mean an id; ids are ASCII digits within the column.
+            if not raw.isdigit():
                 conditions &= Q(template__name=raw)
+            elif (template := whole_number(raw, 1, MAX_ID)) is None:
+                errors["template"] = [f"No template can have the id {raw!r}."]
+            else:
+                conditions &= Q(template_id=template)
 
         if "custom_field" in query:
             conditions &= Q(custom_field=query["custom_field"])
