@@ -150,7 +150,9 @@ def test_admin_changelist_values_that_cannot_be_read_are_refused(
     assert response["Location"].endswith("?e=1")
 
 
-@pytest.mark.parametrize("model", ["smsmessage", "smsbatch", "smstemplate", "senderid"])
+@pytest.mark.parametrize(
+    "model", ["smsmessage", "smsbatch", "smstemplate", "senderid", "dltentity"]
+)
 @pytest.mark.parametrize("page", ["change", "history", "delete"])
 def test_admin_object_pages_for_ids_no_row_can_have(admin: Client, model: str, page: str) -> None:
     response = admin.get(f"{ADMIN}/{model}/{HUGE}/{page}/")

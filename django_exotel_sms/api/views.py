@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, ProtectedError, QuerySet
+from django.http import Http404
 from rest_framework import mixins, serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
@@ -26,6 +27,7 @@ from ..compose import SmsValidationError
 from ..conf import get_settings
 from ..exceptions import ExotelError
 from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate
+from ..querystring import MAX_ID, whole_number
 from . import permissions
 from .filters import MessageFilter
 from .idempotency import idempotent
@@ -96,6 +98,14 @@ class SmsApiViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
 
     def get_permissions(self) -> list[BasePermission]:
         return [cls() for cls in permissions.permission_classes()]
+
+    def get_object(self) -> Any:
+        # An id no row can have is a 404 like any unknown id, before any query: SQLite
+        # cannot bind an integer wider than 64 bits (a 500 on Django < 5.0).
+        raw = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        if whole_number(str(raw), 1, MAX_ID) is None:
+            raise Http404
+        return super().get_object()
 
     def _batch_response(self, batch: SmsBatch) -> Response:
         data = SmsBatchSerializer(batch, context=self.get_serializer_context()).data
