@@ -53,7 +53,7 @@ def rows() -> dict[str, Any]:
 
 @pytest.fixture
 def superuser() -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw")
+    return User.objects.create_superuser("root", "root@example.com", None)  # no hashing
 
 
 @pytest.fixture
