@@ -21,6 +21,7 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings as django_settings
 from django.core import signing
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import get_settings
 
@@ -60,6 +61,7 @@ def created_stamp(created_at: datetime) -> int:
     return (_aware(created_at) - _EPOCH) // timedelta(microseconds=1)
 
 
+@sensitive_variables("keys", "key", "fallbacks")  # kept off Django's DEBUG page
 def _signer(salt: str) -> signing.TimestampSigner:
     keys = get_settings().signing_keys
     fallbacks: list[str | bytes]

@@ -211,7 +211,7 @@ def _check_general(s: dict[str, Any]) -> list[CheckMessage]:
                     id=f"{_ID}.E024",
                 )
             )
-    for key in ("MAX_ATTEMPTS", "DLT_MAX_VAR_LENGTH", "BATCH_PARALLELISM"):
+    for key in ("MAX_ATTEMPTS", "DLT_MAX_VAR_LENGTH", "BATCH_PARALLELISM", "API_MAX_BULK"):
         value = s[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             out.append(Error(f"{name}['{key}'] must be a positive integer.", id=f"{_ID}.E025"))

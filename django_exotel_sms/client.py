@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 
@@ -52,6 +53,7 @@ __all__ = [
     "parse_exotel_datetime",
     "parse_retry_after",
     "parse_sms_response",
+    "shorten_url_params_form",
 ]
 
 logger = logging.getLogger(__name__)
@@ -423,7 +425,8 @@ def _recipients(to: Any, name: str) -> list[str]:
     return [_require_text(number, f"{name}[{i}]") for i, number in enumerate(to)]
 
 
-def _shorten_url_params(params: Mapping[str, Any]) -> Form:
+def shorten_url_params_form(params: Mapping[str, Any]) -> Form:
+    """``ShortenUrlParams[...]`` form fields; ExotelRequestError for what Exotel would refuse."""
     if not isinstance(params, Mapping):
         raise ExotelRequestError("shorten_url_params must be a mapping.")
     exotel_names = set(SHORTEN_URL_PARAMS.values())
@@ -472,7 +475,7 @@ def _options(
     if shorten_url is not None:
         form.append(("ShortenUrl", _flag(shorten_url, "shorten_url")))
     if shorten_url_params:
-        form.extend(_shorten_url_params(shorten_url_params))
+        form.extend(shorten_url_params_form(shorten_url_params))
     if status_callback is not None:
         url = _require_text(status_callback, "status_callback")
         if urlsplit(url).scheme not in ("http", "https"):
@@ -540,6 +543,8 @@ class ExotelClient:
     ``retryable`` / ``outcome_unknown`` flags, and the sending layer decides.
     """
 
+    # Kept off Django's DEBUG error page: a bad base_url or timeout raises from this frame.
+    @sensitive_variables("api_key", "api_token")
     def __init__(
         self,
         account_sid: str,

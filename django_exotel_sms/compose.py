@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import models
 from django.utils.module_loading import import_string
 
 from . import dlt, encoding, phone
@@ -40,6 +41,64 @@ class SmsValidationError(ValidationError):
     """Raised before anything is saved; ``message_dict`` maps field names to error texts."""
 
 
+NUL = "\x00"
+_NUL_TEXT = "contains a NUL character (\\x00), which the database cannot store."
+
+
+def _max_length(model_field: str) -> int:
+    from .models import SmsMessage
+
+    field = SmsMessage._meta.get_field(model_field)
+    assert isinstance(field, models.CharField) and field.max_length is not None
+    return field.max_length
+
+
+def text_problem(name: str, value: str, max_length: int | None = None) -> str | None:
+    """Why ``value`` cannot be stored as given, or None.
+
+    SQLite would store an over-long or NUL-holding text (and the row would be sent on to
+    Exotel); PostgreSQL and MySQL would fail the INSERT. Either way: refused here.
+    """
+    if NUL in value:
+        return f"{name} {_NUL_TEXT}"
+    if max_length is not None and len(value) > max_length:
+        return f"{name} is longer than {max_length} characters."
+    return None
+
+
+def _digits(value: str) -> bool:
+    # str.isdigit() also accepts "²" and other digits Exotel would not read as such.
+    return value.isascii() and value.isdigit()
+
+
+def _json_problem(name: str, value: Any) -> str | None:
+    """A NUL in any key or string of a JSON value (PostgreSQL's jsonb refuses them)."""
+    if isinstance(value, str):
+        return f"{name} {_NUL_TEXT}" if NUL in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            problem = _json_problem(name, str(key)) or _json_problem(name, item)
+            if problem:
+                return problem
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            problem = _json_problem(name, item)
+            if problem:
+                return problem
+    return None
+
+
+def check_batch_name(name: str) -> None:
+    """A batch's name fits its column (SmsValidationError otherwise)."""
+    from .models import SmsBatch
+
+    field = SmsBatch._meta.get_field("name")
+    assert isinstance(field, models.CharField)
+    problem = text_problem("name", str(name), field.max_length)
+    if problem:
+        raise SmsValidationError({"name": [problem]})
+
+
 class Composer:
     """Validates messages; caches look-ups so a 100,000-recipient bulk costs few queries."""
 
@@ -55,15 +114,20 @@ class Composer:
                     ]
                 }
             )
-        data = self.settings.accounts[self.account_alias]
+        # Only the two non-secret values: the account's dict also holds its API token,
+        # which must not sit in this frame's locals (Django's DEBUG page shows them).
+        self.default_sender: str | None = self.settings.accounts[self.account_alias].get(
+            "DEFAULT_SENDER"
+        )
+        self.default_entity: str | None = self.settings.accounts[self.account_alias].get(
+            "DLT_ENTITY_ID"
+        )
         if getattr(import_string(self.settings.backend), "requires_credentials", False):
             # Refuse now rather than save rows that could never be sent.
             try:
                 get_account(self.account_alias)
             except ImproperlyConfigured as exc:
                 raise SmsValidationError({"account": [str(exc)]}) from exc
-        self.default_sender: str | None = data.get("DEFAULT_SENDER")
-        self.default_entity: str | None = data.get("DLT_ENTITY_ID")
         self._senders: dict[str, SenderId | None] = {}
         self._templates: dict[object, SmsTemplate] = {}
         self._templates_by_dlt_id: dict[str, SmsTemplate | None] = {}
@@ -80,6 +144,11 @@ class Composer:
             return value
         if value not in self._templates:
             lookup = {"pk": value} if isinstance(value, int) else {"name": value}
+            if isinstance(value, int) and not 0 < value < 2**63:
+                raise SmsValidationError({"template": [f"No SMS template with id {value}."]})
+            if isinstance(value, str) and text_problem("", value, 100):
+                # Cannot be a stored name (and PostgreSQL would refuse a NUL in the query).
+                raise SmsValidationError({"template": [f"No SMS template named {value!r}."]})
             try:
                 self._templates[value] = SmsTemplate.objects.select_related(
                     "sender", "entity", "sender__entity"
@@ -173,9 +242,13 @@ class Composer:
                 encoding.check_body(body)
             except ValueError as exc:
                 errors.setdefault("body", []).append(str(exc))
+            if NUL in body:
+                # From a context value when the body was rendered from the template.
+                where = "body" if tpl is None or context is None else "context"
+                errors.setdefault(where, []).append(f"The text {_NUL_TEXT}")
         # A body given with (or registered under) a DLT template must match it exactly.
         match_against = tpl
-        if match_against is None and dlt_template_id:
+        if match_against is None and dlt_template_id and _digits(str(dlt_template_id)):
             match_against = self._template_for_dlt_id(str(dlt_template_id))
         if body and match_against is not None and "body" not in errors and "context" not in errors:
             try:
@@ -205,7 +278,10 @@ class Composer:
                 "No sender: pass sender=..., set one on the template, or set "
                 f"{account_key_path(self.account_alias, 'DEFAULT_SENDER')}."
             )
-        sender_row = self._sender_row(sender) if sender else None
+        sender_problem = sender and text_problem("sender", str(sender), _max_length("sender"))
+        if sender_problem:
+            errors.setdefault("sender", []).append(sender_problem)
+        sender_row = self._sender_row(sender) if sender and not sender_problem else None
         if sender_row is not None and not sender_row.is_active:
             errors.setdefault("sender", []).append(f"Sender ID {sender!r} is inactive.")
 
@@ -215,7 +291,7 @@ class Composer:
         if not entity and sender_row is not None and sender_row.entity is not None:
             entity = sender_row.entity.entity_id
         entity = entity or self.default_entity
-        if entity and not str(entity).isdigit():
+        if entity and not _digits(str(entity)):
             errors.setdefault("dlt_entity_id", []).append(
                 f"A DLT entity id is made of digits; got {entity!r}."
             )
@@ -230,7 +306,7 @@ class Composer:
                 "dlt_entity_id=..., set an entity on the template or on the sender ID, or set "
                 f"{account_key_path(self.account_alias, 'DLT_ENTITY_ID')}."
             )
-        if dlt_template_id and not str(dlt_template_id).isdigit():
+        if dlt_template_id and not _digits(str(dlt_template_id)):
             errors.setdefault("dlt_template_id", []).append(
                 f"A DLT template id is made of digits; got {dlt_template_id!r}."
             )
@@ -242,10 +318,20 @@ class Composer:
             errors.setdefault("priority", []).append(
                 f"priority must be 'normal' or 'high'; got {priority!r}."
             )
-        if custom_field is not None and len(str(custom_field)) > 255:
-            errors.setdefault("custom_field", []).append(
-                "custom_field is longer than 255 characters."
-            )
+        # Every text column this message fills, against the model's own max_length.
+        for name, value in (
+            ("dlt_template_id", dlt_template_id),
+            ("dlt_entity_id", entity),
+            ("custom_field", custom_field),
+        ):
+            if value is not None and name not in errors:
+                problem = text_problem(name, str(value), _max_length(name))
+                if problem:
+                    errors.setdefault(name, []).append(problem)
+        if shorten_url_params is not None:
+            problem = _shorten_url_params_problem(shorten_url_params)
+            if problem:
+                errors.setdefault("shorten_url_params", []).append(problem)
         if errors:
             raise SmsValidationError(errors)
         assert body is not None and segments is not None
@@ -265,6 +351,18 @@ class Composer:
             "shorten_url_params": dict(shorten_url_params) if shorten_url_params else None,
             "account": self.account_alias,
         }
+
+
+def _shorten_url_params_problem(params: Any) -> str | None:
+    """What Exotel's form needs (the client's own check), and nothing jsonb cannot store."""
+    from .client import shorten_url_params_form
+    from .exceptions import ExotelRequestError
+
+    try:
+        shorten_url_params_form(params)
+    except ExotelRequestError as exc:
+        return str(exc)
+    return _json_problem("shorten_url_params", dict(params))
 
 
 def render(

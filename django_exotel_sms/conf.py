@@ -15,6 +15,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.views.decorators.debug import sensitive_variables
 
 SETTINGS_NAME = "EXOTEL_SMS"
 DEFAULT_ACCOUNT = "default"
@@ -78,6 +79,8 @@ DEFAULTS: dict[str, Any] = {
     "SIGNING_KEYS": None,
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
+    # Recipients per REST bulk request; bigger imports go through send_bulk() or exotel_send.
+    "API_MAX_BULK": 10_000,
     "TASK_QUEUE": None,
 }
 
@@ -125,6 +128,7 @@ class ExotelSmsSettings:
     signing_keys: list[str] | None = field(repr=False)
     idempotency_key_ttl: int
     api_permission_classes: list[str] | None
+    api_max_bulk: int
     rate_limit_storage: str | None
     task_queue: str | None
 
@@ -133,6 +137,12 @@ class ExotelSmsSettings:
         return self.delivery == "at-least-once"
 
 
+# Every function below that holds the settings dict (which carries API_TOKEN and
+# SIGNING_KEYS) hides its locals from Django's DEBUG error page: a settings mistake
+# raises right here, and that page would otherwise print the credentials next to it.
+
+
+@sensitive_variables("value")
 def raw_settings() -> dict[str, Any]:
     value = getattr(django_settings, SETTINGS_NAME, None) or {}
     if not isinstance(value, dict):
@@ -140,6 +150,7 @@ def raw_settings() -> dict[str, Any]:
     return value
 
 
+@sensitive_variables("merged")
 def _merged() -> dict[str, Any]:
     merged = dict(DEFAULTS)
     merged.update(raw_settings())
@@ -147,6 +158,7 @@ def _merged() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
+@sensitive_variables("s", "accounts", "base", "overrides")
 def get_settings() -> ExotelSmsSettings:
     s = _merged()
     accounts: dict[str, dict[str, Any]] = {
@@ -184,6 +196,7 @@ def get_settings() -> ExotelSmsSettings:
         signing_keys=s["SIGNING_KEYS"],
         idempotency_key_ttl=int(s["IDEMPOTENCY_KEY_TTL"]),
         api_permission_classes=s["API_PERMISSION_CLASSES"],
+        api_max_bulk=int(s["API_MAX_BULK"]),
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
     )
@@ -193,6 +206,7 @@ def account_aliases() -> list[str]:
     return list(get_settings().accounts)
 
 
+@sensitive_variables("accounts", "data")
 def get_account(alias: str | None = None) -> AccountConfig:
     """The named account's configuration; raises ImproperlyConfigured naming the missing key."""
     alias = alias or DEFAULT_ACCOUNT

@@ -171,7 +171,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         Any size: rows are validated and inserted 100 at a time inside one transaction,
         so a single invalid entry saves nothing; iterables are streamed, not listed.
         """
-        from .compose import Composer, SmsValidationError
+        from .compose import Composer, SmsValidationError, check_batch_name
         from .models import SmsBatch
 
         if (to is None) == (messages is None):
@@ -181,6 +181,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                 {"to": ["to must be a list of numbers; for one number use send()."]}
             )
         composer = Composer(account)
+        check_batch_name(name)
         shared: dict[str, Any] = {
             "sender": sender,
             "dlt_template_id": dlt_template_id,

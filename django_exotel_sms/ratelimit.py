@@ -95,6 +95,24 @@ def acquire(account: str = "default", kind: str = "post", max_wait: float | None
         time.sleep(wait)
 
 
+class RateLimited(Exception):
+    """No request slot now; one may free in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit reached; a request slot frees in {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+def take(account: str = "default", kind: str = "post") -> None:
+    """Take a request slot now or raise RateLimited: for callers that must not wait (HTTP)."""
+    limiter = _limiter()
+    item = _item(account, kind)
+    key = get_account(account).account_sid
+    if not limiter.hit(item, "exotel-sms", key, kind):
+        stats = limiter.get_window_stats(item, "exotel-sms", key, kind)
+        raise RateLimited(max(0.0, stats.reset_time - time.time()))
+
+
 def reset() -> None:
     with _lock:
         for limiter in _limiters.values():

@@ -118,11 +118,17 @@ def pending_work(min_age: float = 30.0) -> tuple[set[int], set[int]]:
     return {b for b in batches if b is not None}, singles
 
 
-def refresh_message(message: SmsMessage) -> bool:
-    """Ask Exotel about one message now; True when its status moved forward."""
+def refresh_message(message: SmsMessage, *, wait: bool = True) -> bool:
+    """Ask Exotel about one message now; True when its status moved forward.
+
+    ``wait=False`` (an HTTP request) raises ``ratelimit.RateLimited`` rather than wait for
+    a request slot.
+    """
     if not message.sid:
         return False
-    if not ratelimit.acquire(message.account, "get"):
+    if not wait:
+        ratelimit.take(message.account, "get")
+    elif not ratelimit.acquire(message.account, "get"):
         return False
     result = get_backend(message.account).get_message(message.sid)
     if result is None or not result.status:

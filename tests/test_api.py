@@ -384,7 +384,51 @@ def test_refresh_maps_any_exotel_error_to_502(api) -> None:
     assert response.json()["error_code"] == 34010
 
 
+def test_refresh_answers_429_with_retry_after_rather_than_wait_for_the_rate_limit(
+    api, settings
+) -> None:
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "GET_RATE_LIMIT": "1/minute"}
+    message = _message(sid="abc", status=status.QUEUED)
+    waited = AssertionError("the request waited for the rate limiter")
+    with mock.patch("django_exotel_sms.ratelimit.time.sleep", side_effect=waited):
+        assert post(api, url("message-refresh", message.pk), None).status_code == 200
+        response = post(api, url("message-refresh", message.pk), None)
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response.json()["detail"].startswith("The Exotel account's request rate is used up")
+    message.refresh_from_db()
+    assert message.status == status.QUEUED
+
+
 # -- messages: bulk ---------------------------------------------------------------------
+
+
+BULK_CAP_TEXT = (
+    "At most 3 recipients per request (EXOTEL_SMS['API_MAX_BULK']); got 4. Split them over "
+    "several requests, or import them where no HTTP request waits: "
+    "SmsMessage.objects.send_bulk() in Python, or manage.py exotel_send --csv FILE."
+)
+
+
+def test_bulk_recipients_are_capped_per_request(api, otp, settings) -> None:
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "API_MAX_BULK": 3}
+    numbers = [f"+9198765{i:05d}" for i in range(4)]
+    messages = [{"to": n, "body": "Hi"} for n in numbers]
+    recipients = [{"to": n, "context": ["1"]} for n in numbers]
+    before = (SmsMessage.objects.count(), SmsBatch.objects.count())
+    for path, data, field in [
+        (url("message-bulk"), {"to": numbers, "body": "Hi"}, "to"),
+        (url("message-bulk"), {"messages": messages}, "messages"),
+        (url("template-send", otp.pk), {"recipients": recipients}, "recipients"),
+    ]:
+        response = post(api, path, data)
+        assert response.status_code == 400
+        assert response.json() == {field: [BULK_CAP_TEXT]}
+    assert (SmsMessage.objects.count(), SmsBatch.objects.count()) == before
+    # At the cap it is accepted.
+    response = post(api, url("message-bulk"), {"to": numbers[:3], "body": "Hi"})
+    assert response.status_code == 201
+    assert response.json()["total"] == 3
 
 
 def test_bulk_same_text(api, enqueued, django_capture_on_commit_callbacks) -> None:

@@ -59,7 +59,7 @@ def test_defaults(settings: Any) -> None:
     assert (s.claim_timeout, s.reconcile_after, s.reconcile_batch_size) == (300.0, 900.0, 200)
     assert (s.callback_base_url, s.status_callbacks) == (None, True)
     assert (s.callback_token_max_age, s.idempotency_key_ttl) == (7 * 24 * 3600, 24 * 3600)
-    assert (s.signing_keys, s.api_permission_classes) == (None, None)
+    assert (s.signing_keys, s.api_permission_classes, s.api_max_bulk) == (None, None, 10_000)
     assert (s.rate_limit_storage, s.task_queue) == (None, None)
     assert s.accounts == {"default": {key: conf.DEFAULTS[key] for key in conf.ACCOUNT_KEYS}}
     assert s.accounts["default"]["SUBDOMAIN"] == "api.exotel.com"
@@ -486,7 +486,9 @@ def test_chunk_size_limits(configure: Any, value: int) -> None:
     assert check_settings() == []
 
 
-@pytest.mark.parametrize("key", ["MAX_ATTEMPTS", "DLT_MAX_VAR_LENGTH", "BATCH_PARALLELISM"])
+@pytest.mark.parametrize(
+    "key", ["MAX_ATTEMPTS", "DLT_MAX_VAR_LENGTH", "BATCH_PARALLELISM", "API_MAX_BULK"]
+)
 @pytest.mark.parametrize("value", [0, -1, "3", True])
 def test_bad_positive_integers(configure: Any, key: str, value: Any) -> None:
     configure(**{key: value})

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -888,9 +889,9 @@ def test_cli_runs_the_sandbox() -> None:
             "--account-sid",
             "acme",
             "--api-key",
-            "k1",
+            "given-key-1",
             "--api-token",
-            "t1",
+            "given-token-1",
             "--callback-delay",
             "0.05",
             "--rule",
@@ -900,10 +901,15 @@ def test_cli_runs_the_sandbox() -> None:
     try:
         banner = _read_banner(process)
         assert f"http://127.0.0.1:{port}" in banner
-        assert "k1" in banner and "t1" in banner
+        # Credentials given on the command line may be anyone's: never printed.
+        assert "given-key-1" not in banner and "given-token-1" not in banner
+        assert "(as given with --api-token; not shown)" in banner
         base = f"http://127.0.0.1:{port}"
         response = requests.post(
-            f"{base}/v1/Accounts/acme/Sms/send.json", data=OK, auth=("k1", "t1"), timeout=5
+            f"{base}/v1/Accounts/acme/Sms/send.json",
+            data=OK,
+            auth=("given-key-1", "given-token-1"),
+            timeout=5,
         )
         assert response.status_code == 200
         control = SandboxControl(base)
@@ -916,13 +922,15 @@ def test_cli_runs_the_sandbox() -> None:
     assert process.stdout is not None and "stopped" in process.stdout.read()
 
 
-def test_management_command_defaults_credentials_from_settings() -> None:
+REAL = "{'ACCOUNT_SID': 'acct9', 'API_KEY': 'realkey9', 'API_TOKEN': 'realtoken9'}"
+
+
+def test_management_command_never_takes_the_projects_credentials() -> None:
     port = free_port()
     script = (
         "import django, sys\n"
         "from django.conf import settings\n"
-        "settings.configure(EXOTEL_SMS={'ACCOUNT_SID': 'acct9', 'API_KEY': 'key9',"
-        " 'API_TOKEN': 'tok9'})\n"
+        f"settings.configure(EXOTEL_SMS={REAL})\n"
         "django.setup()\n"
         "from django_exotel_sms.management.commands.exotel_sandbox import Command\n"
         f"Command().run_from_argv(['manage.py', 'exotel_sandbox', '--port', '{port}'])\n"
@@ -930,17 +938,66 @@ def test_management_command_defaults_credentials_from_settings() -> None:
     process = _start([sys.executable, "-c", script])
     try:
         banner = _read_banner(process)
-        assert "acct9" in banner and "key9" in banner
-        response = requests.post(
-            f"http://127.0.0.1:{port}/v1/Accounts/acct9/Sms/send.json",
-            data=OK,
-            auth=("key9", "tok9"),
-            timeout=5,
-        )
-        assert response.status_code == 200
+        assert "realkey9" not in banner and "realtoken9" not in banner
+        assert "API_KEY     = sandboxkey" in banner and "API_TOKEN   = sandboxtoken" in banner
+        send = f"http://127.0.0.1:{port}/v1/Accounts/sandbox/Sms/send.json"
+        assert requests.post(send, data=OK, auth=AUTH, timeout=5).status_code == 200
+        real = ("realkey9", "realtoken9")
+        assert requests.post(send, data=OK, auth=real, timeout=5).status_code == 401
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The servers ``exotel_sandbox`` would run (they are not started)."""
+    from django_exotel_sms.management.commands import exotel_sandbox
+
+    servers: list[Any] = []
+    monkeypatch.setattr(exotel_sandbox, "run", lambda server, say: servers.append(server))
+    return servers
+
+
+@pytest.mark.parametrize("option", ["--api-key", "--api-token"])
+@pytest.mark.parametrize("base_url", [None, "https://api.in.exotel.com"])
+def test_management_command_refuses_the_projects_real_credentials(
+    settings: Any, served: list[Any], option: str, base_url: str | None
+) -> None:
+    from django.core.management import CommandError, call_command
+
+    settings.EXOTEL_SMS = {
+        "ACCOUNT_SID": "acct9",
+        "API_KEY": "realkey9",
+        "API_TOKEN": "realtoken9",
+        **({"BASE_URL": base_url} if base_url else {}),
+        "ACCOUNTS": {"promo": {"API_KEY": "promokey9", "API_TOKEN": "promotoken9"}},
+    }
+    for value in ("real", "promo"):
+        given = f"{value}{option.removeprefix('--api-')}9"
+        with pytest.raises(CommandError) as caught:
+            call_command("exotel_sandbox", "--port", "0", option, given)
+        assert given not in str(caught.value)
+        assert "never takes real credentials" in str(caught.value)
+    assert served == []
+
+
+def test_management_command_takes_credentials_a_project_uses_with_a_local_stand_in(
+    settings: Any, served: list[Any]
+) -> None:
+    """A development settings file pointing at a stand-in may use its own test values."""
+    from django.core.management import call_command
+
+    settings.EXOTEL_SMS = {
+        "ACCOUNT_SID": "dev",
+        "API_KEY": "devkey",
+        "API_TOKEN": "devtoken",
+        "BASE_URL": "http://127.0.0.1:8765",
+    }
+    call_command("exotel_sandbox", "--port", "0", "--api-token", "devtoken")
+    call_command("exotel_sandbox", "--port", "0")
+    assert [s.api_token for s in served] == ["devtoken", "sandboxtoken"]
+    assert [s.api_key for s in served] == ["sandboxkey", "sandboxkey"]
 
 
 def test_sandbox_package_does_not_import_django() -> None:

@@ -563,3 +563,105 @@ def test_template_send_bulk_names_the_bad_context(otp: SmsTemplate) -> None:
     assert rejected(otp.send_bulk, recipients) == {
         "messages": ["Message 5 (context): variable 1 ({#numeric#}) '12a' is not numeric"]
     }
+
+
+# -- what a column cannot hold: lengths and NUL characters ----------------------------------
+
+NUL_TEXT = "contains a NUL character (\\x00), which the database cannot store."
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "error"),
+    [
+        ({"sender": "S" * 41}, "sender", "sender is longer than 40 characters."),
+        (
+            {"dlt_template_id": "1" * 33},
+            "dlt_template_id",
+            "dlt_template_id is longer than 32 characters.",
+        ),
+        (
+            {"dlt_entity_id": "1" * 33},
+            "dlt_entity_id",
+            "dlt_entity_id is longer than 32 characters.",
+        ),
+        ({"sender": "ACME\x00"}, "sender", f"sender {NUL_TEXT}"),
+        ({"custom_field": "ref\x00"}, "custom_field", f"custom_field {NUL_TEXT}"),
+        (
+            {
+                "shorten_urls": True,
+                "shorten_url_params": {"tracking": True, "header": "a\x00"},
+            },
+            "shorten_url_params",
+            f"shorten_url_params {NUL_TEXT}",
+        ),
+        (
+            {"dlt_template_id": "²"},
+            "dlt_template_id",
+            "A DLT template id is made of digits; got '²'.",
+        ),
+        (
+            {"dlt_entity_id": "١٢٣"},
+            "dlt_entity_id",
+            "A DLT entity id is made of digits; got '١٢٣'.",
+        ),
+    ],
+)
+def test_values_a_column_cannot_hold_are_refused(
+    options: dict[str, Any], field: str, error: str
+) -> None:
+    assert send(IN_NUMBER, "Hello", **options) == {field: [error]}
+    assert send_bulk(to=[IN_NUMBER], body="Hello", **options) == {
+        "to": [f"Message 1 ({field}): {error}"]
+    }
+
+
+def test_the_longest_values_a_column_holds_are_stored() -> None:
+    message = SmsMessage.objects.send(
+        IN_NUMBER,
+        "Hello",
+        sender="S" * 40,
+        dlt_entity_id="1" * 32,
+        custom_field="c" * 255,
+    )
+    message.refresh_from_db()
+    assert (message.sender, message.dlt_entity_id) == ("S" * 40, "1" * 32)
+
+
+def test_unknown_shorten_url_params_are_refused_before_saving() -> None:
+    errors = send(IN_NUMBER, "Hello", shorten_urls=True, shorten_url_params={"colour": "red"})
+    (text,) = errors.pop("shorten_url_params")
+    assert errors == {}
+    assert text.startswith("shorten_url_params has an unknown key 'colour'; expected one of ")
+
+
+def test_nul_in_a_body_is_refused() -> None:
+    assert send(IN_NUMBER, "Hello\x00") == {"body": [f"The text {NUL_TEXT}"]}
+    assert send_bulk(messages=[{"to": IN_NUMBER, "body": "Hi\x00"}]) == {
+        "messages": [f"Message 1 (body): The text {NUL_TEXT}"]
+    }
+
+
+def test_nul_in_a_context_value_is_refused(greet: SmsTemplate) -> None:
+    assert send(IN_NUMBER, template=greet, context=["Ann\x00", "12"]) == {
+        "context": [f"The text {NUL_TEXT}"]
+    }
+
+
+@pytest.mark.parametrize("name", ["otp\x00", "n" * 101])
+def test_a_template_name_no_row_can_have_is_unknown(otp: SmsTemplate, name: str) -> None:
+    assert send(IN_NUMBER, template=name, context=["1"]) == {
+        "template": [f"No SMS template named {name!r}."]
+    }
+
+
+@pytest.mark.parametrize("pk", [2**63, -1, 10**22])
+def test_a_template_id_out_of_range_is_unknown(pk: int) -> None:
+    assert send(IN_NUMBER, template=pk) == {"template": [f"No SMS template with id {pk}."]}
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [("b" * 201, "name is longer than 200 characters."), ("q3\x00", f"name {NUL_TEXT}")],
+)
+def test_batch_name_must_fit_its_column(name: str, error: str) -> None:
+    assert send_bulk(to=[IN_NUMBER], body="Hello", name=name) == {"name": [error]}

@@ -5,19 +5,41 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpRequest
 
+from ..querystring import NUL
 from .pagination import CappedCountPaginator
 
 if TYPE_CHECKING:
+    from django.contrib.admin.views.main import ChangeList
     from django.db.models import Model
 
-    ModelAdmin = admin.ModelAdmin[Any]
+    _ModelAdmin = admin.ModelAdmin[Any]
     TabularInline = admin.TabularInline[Any, Any]
 else:
-    ModelAdmin = admin.ModelAdmin
+    _ModelAdmin = admin.ModelAdmin
     TabularInline = admin.TabularInline
     Model = Any
+
+
+class ModelAdmin(_ModelAdmin):
+    """Every admin of the app: a query string or id no row can match is refused, not a 500."""
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        # PostgreSQL refuses a NUL in any comparison (a filter value, the search box); the
+        # changelist answers IncorrectLookupParameters with its "?e=1" page.
+        if any(NUL in value for _name, values in request.GET.lists() for value in values):
+            raise IncorrectLookupParameters("A NUL character in the query string.")
+        return super().get_changelist_instance(request)
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Any:
+        try:
+            return super().get_object(request, object_id, from_field)
+        except OverflowError:  # an id wider than the column (SQLite cannot bind it)
+            return None
 
 
 class BigTableMixin:

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import status
 from ..models import SmsBatch, SmsTemplate
+from ..querystring import MAX_CODE, MAX_ID, whole_number
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise
@@ -27,11 +28,11 @@ else:
     Lookups = list
 
 
-def _int_value(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise IncorrectLookupParameters(f"{value!r} is not a number.") from None
+def _int_value(value: str, low: int = 1, high: int = MAX_ID) -> int:
+    number = whole_number(value, low, high)
+    if number is None:
+        raise IncorrectLookupParameters(f"{value!r} is not a number in range.")
+    return number
 
 
 class DetailedStatusFilter(admin.SimpleListFilter):
@@ -62,7 +63,7 @@ class DetailedStatusFilter(admin.SimpleListFilter):
         if value == self.NONE:
             return queryset.filter(detailed_status_code__isnull=True)
         # Any code is accepted, so a link for a code newer than our table still works.
-        return queryset.filter(detailed_status_code=_int_value(value))
+        return queryset.filter(detailed_status_code=_int_value(value, -MAX_CODE - 1, MAX_CODE))
 
 
 class CreatedFilter(admin.SimpleListFilter):
@@ -116,7 +117,8 @@ class BatchFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return []  # no sidebar entry until a batch is chosen
-        batch = SmsBatch.objects.filter(pk=value).first() if value.isdigit() else None
+        pk = whole_number(value, 1, MAX_ID)
+        batch = SmsBatch.objects.filter(pk=pk).first() if pk is not None else None
         return [(value, str(batch) if batch else _("Batch %(id)s") % {"id": value})]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 
 from .. import phone, status
 from ..conf import get_settings
+from ..querystring import MAX_CODE, MAX_ID, NUL, whole_number
 
 __all__ = ["MessageFilter", "parse_timestamp"]
 
@@ -46,10 +47,13 @@ def parse_timestamp(raw: str) -> dt.datetime | None:
             if day is None:
                 return None
             moment = dt.datetime.combine(day, dt.time.min)
-    except ValueError:  # well formed but impossible, e.g. month 13
+        if settings.USE_TZ and timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        if timezone.is_aware(moment):
+            # Databases compare in UTC; 9999-12-31T23:59-05:00 has no UTC datetime.
+            moment.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # well formed but impossible, e.g. month 13
         return None
-    if settings.USE_TZ and timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
     return moment
 
 
@@ -74,7 +78,14 @@ class MessageFilter(BaseFilterBackend):
         if getattr(view, "action", None) != "list":
             return queryset
         query = request.query_params
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[str]] = {
+            # No column can hold a NUL, and PostgreSQL refuses one even in a comparison.
+            name: ["Must not contain a NUL character (\\x00)."]
+            for name in self.params
+            if NUL in query.get(name, "")
+        }
+        if errors:
+            raise ValidationError(errors)
         conditions = Q()
 
         if raw := query.get("status"):
@@ -89,13 +100,13 @@ class MessageFilter(BaseFilterBackend):
                 conditions &= Q(status__in=wanted)
 
         if raw := query.get("detailed_status_code"):
-            codes = _values(raw)
-            if not all(code.lstrip("-").isdigit() for code in codes):
+            codes = [whole_number(code, -MAX_CODE - 1, MAX_CODE) for code in _values(raw)]
+            if None in codes:
                 errors["detailed_status_code"] = [
                     f"Detailed status codes are whole numbers; got {raw!r}."
                 ]
             else:
-                conditions &= Q(detailed_status_code__in=[int(code) for code in codes])
+                conditions &= Q(detailed_status_code__in=codes)
 
         if raw := query.get("to"):
             try:
@@ -104,13 +115,19 @@ class MessageFilter(BaseFilterBackend):
                 errors["to"] = [str(exc)]
 
         if raw := query.get("batch"):
-            if raw.isdigit():
-                conditions &= Q(batch_id=int(raw))
+            if (batch := whole_number(raw, 1, MAX_ID)) is not None:
+                conditions &= Q(batch_id=batch)
             else:
                 errors["batch"] = [f"A batch id is a whole number; got {raw!r}."]
 
         if raw := query.get("template"):
-            conditions &= Q(template_id=int(raw)) if raw.isdigit() else Q(template__name=raw)
+            # Digits of any script mean an id; ids are ASCII digits within the column.
+            if not raw.isdigit():
+                conditions &= Q(template__name=raw)
+            elif (template := whole_number(raw, 1, MAX_ID)) is None:
+                errors["template"] = [f"No template can have the id {raw!r}."]
+            else:
+                conditions &= Q(template_id=template)
 
         if "custom_field" in query:
             conditions &= Q(custom_field=query["custom_field"])

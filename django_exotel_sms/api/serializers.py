@@ -18,6 +18,7 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from .. import dlt
+from ..conf import get_settings
 from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate, StatusEvent
 from .schema import field_schema
 
@@ -142,6 +143,30 @@ _MESSAGE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+class BulkCapMixin:
+    """At most ``EXOTEL_SMS['API_MAX_BULK']`` recipients per request, counted before any entry
+    is parsed: one HTTP request must not hold a web worker for minutes."""
+
+    bulk_fields: tuple[str, ...] = ()
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            cap = get_settings().api_max_bulk
+            for name in self.bulk_fields:
+                items = data.get(name)
+                if isinstance(items, list) and len(items) > cap:
+                    raise serializers.ValidationError({name: [_too_many(len(items), cap)]})
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+def _too_many(count: int, cap: int) -> str:
+    return (
+        f"At most {cap:,} recipients per request (EXOTEL_SMS['API_MAX_BULK']); got {count:,}. "
+        "Split them over several requests, or import them where no HTTP request waits: "
+        "SmsMessage.objects.send_bulk() in Python, or manage.py exotel_send --csv FILE."
+    )
+
+
 class _SendOptions(StrictSerializer):
     sender = serializers.CharField(required=False, help_text="Sender ID (header).")
     dlt_template_id = serializers.CharField(required=False)
@@ -168,8 +193,10 @@ class SendMessageSerializer(_SendOptions):
     )
 
 
-class BulkSendSerializer(_SendOptions):
+class BulkSendSerializer(BulkCapMixin, _SendOptions):
     """Same text to many (``to`` + ``body``/``template``) or text per recipient (``messages``)."""
+
+    bulk_fields = ("to", "messages")
 
     to = serializers.ListField(child=serializers.CharField(), required=False)
     messages = serializers.ListField(
@@ -189,8 +216,10 @@ class BulkSendSerializer(_SendOptions):
         return _check_items(value, "Message", _MESSAGE_TYPES)
 
 
-class TemplateSendSerializer(_SendOptions):
+class TemplateSendSerializer(BulkCapMixin, _SendOptions):
     """``to`` + ``context`` sends one message; ``recipients`` sends a batch."""
+
+    bulk_fields = ("recipients",)
 
     to = serializers.CharField(required=False)
     context = ContextField(  # type: ignore[assignment]  # DRF pops declared fields

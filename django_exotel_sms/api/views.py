@@ -13,19 +13,21 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, ProtectedError, QuerySet
+from django.http import Http404
 from rest_framework import mixins, serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import dlt, encoding, reconcile
+from .. import dlt, encoding, ratelimit, reconcile
 from ..compose import SmsValidationError
 from ..conf import get_settings
 from ..exceptions import ExotelError
 from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate
+from ..querystring import MAX_ID, whole_number
 from . import permissions
 from .filters import MessageFilter
 from .idempotency import idempotent
@@ -96,6 +98,14 @@ class SmsApiViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
 
     def get_permissions(self) -> list[BasePermission]:
         return [cls() for cls in permissions.permission_classes()]
+
+    def get_object(self) -> Any:
+        # An id no row can have is a 404 like any unknown id, before any query: SQLite
+        # cannot bind an integer wider than 64 bits (a 500 on Django < 5.0).
+        raw = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        if whole_number(str(raw), 1, MAX_ID) is None:
+            raise Http404
+        return super().get_object()
 
     def _batch_response(self, batch: SmsBatch) -> Response:
         data = SmsBatchSerializer(batch, context=self.get_serializer_context()).data
@@ -211,14 +221,24 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SmsApiVie
 
     @extend_schema(
         request=None,
-        responses={200: SmsMessageDetailSerializer, 502: ErrorSerializer},
+        responses={
+            200: SmsMessageDetailSerializer,
+            429: ErrorSerializer,
+            502: ErrorSerializer,
+        },
         summary="Ask Exotel for this message's status now",
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         message = self.get_object()
         try:
-            reconcile.refresh_message(message)
+            reconcile.refresh_message(message, wait=False)
+        except ratelimit.RateLimited as exc:
+            # Never hold a web worker until the account's rate frees a slot.
+            raise Throttled(
+                wait=exc.retry_after,
+                detail="The Exotel account's request rate is used up; try again later.",
+            ) from None
         except ExotelError as exc:
             # ExotelError texts never hold credentials (exceptions.py guarantees it).
             logger.warning("Refreshing SMS %s failed: %s", message.pk, exc)

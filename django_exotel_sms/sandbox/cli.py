@@ -14,7 +14,15 @@ from .faults import Faults
 from .outcomes import OUTCOMES, Rule
 from .server import SandboxServer
 
-__all__ = ["add_arguments", "main", "run", "server_from_options"]
+__all__ = [
+    "SANDBOX_ACCOUNT_SID",
+    "SANDBOX_API_KEY",
+    "SANDBOX_API_TOKEN",
+    "add_arguments",
+    "main",
+    "run",
+    "server_from_options",
+]
 
 _DEFAULTS = Faults()
 # option -> (Faults field, help)
@@ -34,18 +42,25 @@ _FAULT_OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    account_sid: str = "sandbox",
-    api_key: str = "sandboxkey",
-    api_token: str = "sandboxtoken",  # noqa: S107 - the sandbox's published test token
-) -> None:
+# The stand-in's own published credentials. It never defaults to a project's: those may be
+# real Exotel credentials, and the banner below would print them.
+SANDBOX_ACCOUNT_SID = "sandbox"
+SANDBOX_API_KEY = "sandboxkey"
+SANDBOX_API_TOKEN = "sandboxtoken"  # a published test value, not a secret
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--account-sid", default=account_sid)
-    parser.add_argument("--api-key", default=api_key)
-    parser.add_argument("--api-token", default=api_token)
+    parser.add_argument("--account-sid", default=SANDBOX_ACCOUNT_SID)
+    parser.add_argument(
+        "--api-key", default=SANDBOX_API_KEY, help=f"default {SANDBOX_API_KEY}; never printed"
+    )
+    parser.add_argument(
+        "--api-token",
+        default=SANDBOX_API_TOKEN,
+        help=f"default {SANDBOX_API_TOKEN}; never printed",
+    )
     parser.add_argument(
         "--callback-delay",
         type=float,
@@ -105,6 +120,11 @@ def _print_line(line: str) -> None:
     print(line, flush=True)
 
 
+def _shown(value: str, published: str, option: str) -> str:
+    """The published test value is printed; anything given on the command line is not."""
+    return value if value == published else f"(as given with {option}; not shown)"
+
+
 def run(server: SandboxServer, say: Callable[[str], object] = _print_line) -> None:
     """Serve until Ctrl-C or SIGTERM; ``say`` writes one line (e.g. a command's stdout)."""
     stop = threading.Event()
@@ -115,8 +135,8 @@ def run(server: SandboxServer, say: Callable[[str], object] = _print_line) -> No
         f"Exotel SMS sandbox listening on {server.url}",
         f"  BASE_URL    = {server.url}",
         f"  ACCOUNT_SID = {server.account_sid}",
-        f"  API_KEY     = {server.api_key}",
-        f"  API_TOKEN   = {server.api_token}",
+        f"  API_KEY     = {_shown(server.api_key, SANDBOX_API_KEY, '--api-key')}",
+        f"  API_TOKEN   = {_shown(server.api_token, SANDBOX_API_TOKEN, '--api-token')}",
         f"  controls    : {server.url}/_sandbox/ (requests, messages, config, rules, reset)",
         "Ctrl-C stops.",
     ):
