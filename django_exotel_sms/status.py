@@ -15,6 +15,7 @@ late or repeated report still becomes a ``StatusEvent`` in the history.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Local statuses, before and around Exotel's.
@@ -84,12 +85,24 @@ def can_advance(current: str, new: str) -> bool:
     return rank(new) > rank(current)
 
 
+_SEPARATORS = re.compile(r"[\s_-]+")
+# Spellings seen in the wild ("failed_dnd", "Failed DND") of the documented words.
+_DOCUMENTED = {_SEPARATORS.sub("-", word): word for word in EXOTEL_STATUSES}
+
+
 def normalize_exotel_status(value: object) -> str | None:
-    """Exotel's ``Status`` as stored, or None when absent; unknown words are kept as given."""
+    """Exotel's ``Status`` as stored, or None when absent.
+
+    Case and the separators between words (``_``, spaces, ``-``) do not matter for the
+    documented words: ``failed_dnd``, ``Failed DND`` and ``failed-dnd`` are all
+    ``failed-dnd``. Unknown words are kept as given (stripped, lower-cased), never guessed.
+    """
     if value is None:
         return None
     text = str(value).strip().lower()
-    return text or None
+    if not text:
+        return None
+    return _DOCUMENTED.get(_SEPARATORS.sub("-", text), text)
 
 
 @dataclass(frozen=True)

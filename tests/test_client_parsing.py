@@ -231,6 +231,12 @@ def test_numbers_strings_nulls_and_unknown_fields() -> None:
     assert parse_sms_response(json.dumps(body))[0].price is None
 
 
+def test_status_spelling_variants_become_the_documented_word() -> None:
+    body = {"SMSMessage": {"Sid": "abc", "Status": "Failed_DND", "DetailedStatusCode": 23005}}
+    (result,) = parse_sms_response(json.dumps(body))
+    assert result.status == "failed-dnd" and not result.accepted
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
