@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hmac
 import json
 import math
@@ -37,7 +38,7 @@ from .store import (
     exotel_now,
 )
 
-__all__ = ["SandboxServer"]
+__all__ = ["SandboxListenError", "SandboxServer"]
 
 MAX_BODY_LENGTH = 2000
 _TOO_LONG = parse_outcome("failed:23070")  # documented fate of bodies over 2000 characters
@@ -57,6 +58,25 @@ class Reply:
 
 def _json_reply(data: object, status: int = 200) -> Reply:
     return Reply(status, json.dumps(data).encode())
+
+
+class SandboxListenError(OSError):
+    """The sandbox could not listen on its host and port (in use, not allowed, no such
+    address); the message says which and what to do."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, host: str, port: int) -> SandboxListenError:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            hint = "another program (perhaps another sandbox) uses it; stop that, or pick "
+            hint += "another port (port 0 picks a free one)"
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges; pick a port above 1024"
+        else:
+            hint = "check the host and port"
+        error = cls(f"Cannot listen on {host}:{port}: {reason}; {hint}.")
+        error.errno = exc.errno
+        return error
 
 
 class SandboxServer:
@@ -110,7 +130,10 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         if self._httpd is not None:
             return self
-        self._httpd = _HTTPServer((self.host, self.port), self)
+        try:
+            self._httpd = _HTTPServer((self.host, self.port), self)
+        except OSError as exc:
+            raise SandboxListenError.from_os_error(exc, self.host, self.port) from exc
         self.port = int(self._httpd.server_address[1])
         self._dispatcher.start()
         self._thread = threading.Thread(
