@@ -773,6 +773,21 @@ def test_control_endpoints(sandbox: SandboxServer, receiver: Receiver) -> None:
     assert post(sandbox, SEND, OK).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/_sandbox/", "/_sandbox"])
+def test_control_index_lists_working_endpoints(sandbox: SandboxServer, path: str) -> None:
+    # The URL the banner and the demo print must answer, and say what is there.
+    response = requests.get(f"{sandbox.url}{path}", timeout=5)
+    assert response.status_code == 200
+    index = response.json()
+    assert index["account_sid"] == sandbox.account_sid
+    listed = [c for c in index["controls"] if c["method"] == "GET"]
+    assert {c["url"].rsplit("/", 1)[1] for c in listed} >= {"health", "messages", "requests"}
+    for control in listed:
+        if not control["url"].endswith("/wait"):
+            assert requests.get(control["url"], timeout=5).status_code == 200, control
+    assert "sandboxtoken" not in response.text and "sandboxkey" not in response.text
+
+
 def test_control_errors(sandbox: SandboxServer) -> None:
     response = requests.post(f"{sandbox.url}/_sandbox/config", json={"bogus": 1}, timeout=5)
     assert response.status_code == 400 and "bogus" in response.json()["error"]

@@ -475,6 +475,19 @@ class SandboxServer:
         return [Delivery(sid, url, form, "terminal", followups=tuple(followups))]
 
     # -- control endpoints --------------------------------------------------------------
+    def _control_index(self) -> dict[str, Any]:
+        # What a person opening the printed /_sandbox/ URL in a browser sees.
+        base = f"{self.url}/_sandbox"
+        return {
+            "sandbox": "local Exotel SMS API stand-in",
+            "account_sid": self.account_sid,
+            "api": f"{self.url}/v1/Accounts/{self.account_sid}/Sms/send.json",
+            "controls": [
+                {"method": method, "url": f"{base}/{name}", "does": does}
+                for method, name, does in _CONTROLS
+            ],
+        }
+
     def _control(self, method: str, path: str, query: str, body: bytes) -> Reply:
         name = path[len("/_sandbox") :].strip("/")
         params = parse_qs(query)
@@ -482,6 +495,8 @@ class SandboxServer:
         try:
             payload: Any = json.loads(body) if body.strip() else None
             if method == "GET":
+                if name == "":
+                    return _json_reply(self._control_index())
                 if name == "health":
                     return _json_reply({"ok": True, "account_sid": self.account_sid})
                 if name == "requests":
@@ -522,6 +537,22 @@ class SandboxServer:
         except (ValueError, TypeError, KeyError) as exc:
             return _json_reply({"error": str(exc)}, 400)
         return _json_reply({"error": f"no control endpoint {method} {path}"}, 404)
+
+
+_CONTROLS = [
+    ("GET", "health", "is the sandbox up, and its account sid"),
+    ("GET", "requests", "API requests received (credentials redacted); ?since=N"),
+    ("GET", "callbacks", "status callbacks posted, with their answers; ?since=N"),
+    ("GET", "recipients", "how many times each number was sent to"),
+    ("GET", "messages", "every message with its current status"),
+    ("GET", "config", "the fault settings"),
+    ("GET", "rules", "the outcome rules"),
+    ("GET", "wait", "block until scheduled callbacks are done; ?timeout=S"),
+    ("POST", "config", "change fault settings (JSON object)"),
+    ("POST", "rules", "replace (or append) the outcome rules"),
+    ("POST", "outcome", "one number's outcome: {\"number\": ..., \"outcome\": ...}"),
+    ("POST", "reset", "forget messages, requests, rules and faults"),
+]
 
 
 def _callback_form(
