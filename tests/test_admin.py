@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from unittest import mock
 
@@ -395,6 +396,20 @@ def test_delete_selected_is_not_offered(admin_client):
     make_message()
     choices = dict(admin_client.get(CHANGELIST).context["action_form"].fields["action"].choices)
     assert set(choices) == {"", "resend_messages", "refresh_status"}
+
+
+def test_admin_pages_raise_no_deprecation_warnings(admin_client):
+    # Django 6.1 warned on every changelist that get_actions() lacked action_location.
+    message = make_message()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert admin_client.get(CHANGELIST).status_code == 200
+        change = reverse("admin:django_exotel_sms_smsmessage_change", args=[message.pk])
+        assert admin_client.get(change).status_code == 200
+    deprecations = [
+        w for w in caught if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))
+    ]
+    assert [str(w.message) for w in deprecations] == []
 
 
 # -- permissions ----------------------------------------------------------------------------

@@ -226,7 +226,9 @@ def test_wait_shows_a_progress_bar_until_final(sandbox):
     out, err = StringIO(), StringIO()
     with pytest.raises(CommandError, match="1 of 1 message"):
         call_command(
-            "exotel_send", "--to", NUMBER, "--body", "Hi", "--sync", "--wait", stdout=out, stderr=err
+            *("exotel_send", "--to", NUMBER, "--body", "Hi", "--sync", "--wait"),
+            stdout=out,
+            stderr=err,
         )
 
     assert SmsMessage.objects.get().status == status.REJECTED

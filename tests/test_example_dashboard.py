@@ -49,7 +49,9 @@ print(json.dumps({
     "not_staff": not_staff.status_code,
     "anonymous_has_otp": "482913" in anonymous.content.decode(),
     "title": re.search(r"<title>(.*?)</title>", page).group(1),
-    "summary": re.search(r"This run \(messages after #\d+.*?\):\s*(\d+) of (\d+) final", page, re.S).groups(),
+    "summary": re.search(
+        r"This run \(messages after #\d+.*?\):\s*(\d+) of (\d+) final", page, re.S
+    ).groups(),
     "earlier_in_run": "Earlier run" in page,
     "otp_shown_to_staff": "482913" in page,
     "zone": "Asia/Kolkata" in page and " IST" in page,

@@ -179,8 +179,14 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     def detailed_status_description(self, obj: SmsMessage) -> str:
         return obj.detailed_status_description or "-"
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        found = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes where the actions are shown (an ActionLocation) and warns about
+        # overrides without this parameter; Django 4.2-6.0 call get_actions(request).
+        if action_location is None:
+            found = super().get_actions(request)
+        else:
+            location: dict[str, Any] = {"action_location": action_location}
+            found = super().get_actions(request, **location)
         # delete_selected collects every related row of every selected message.
         found.pop("delete_selected", None)
         return found

@@ -550,7 +550,7 @@ _CONTROLS = [
     ("GET", "wait", "block until scheduled callbacks are done; ?timeout=S"),
     ("POST", "config", "change fault settings (JSON object)"),
     ("POST", "rules", "replace (or append) the outcome rules"),
-    ("POST", "outcome", "one number's outcome: {\"number\": ..., \"outcome\": ...}"),
+    ("POST", "outcome", 'one number\'s outcome: {"number": ..., "outcome": ...}'),
     ("POST", "reset", "forget messages, requests, rules and faults"),
 ]
 
