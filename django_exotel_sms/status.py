@@ -184,6 +184,21 @@ def parse_code(value: object) -> int | None:
         return None
 
 
+DELIVERED_TO_HANDSET = 20005
+DELIVERED_TO_OPERATOR = 20006
+
+
+def delivered_to_handset(word: str, code: int | None) -> bool:
+    """True only when Exotel confirmed delivery to the phone: ``sent`` with 20005.
+
+    ``sent`` also covers 20006 DELIVERED_TO_OPERATOR: the operator accepted the SMS but no
+    handset receipt came back (some operators and international routes never send one),
+    so it may or may not have reached the phone. A ``sent`` without a detailed code
+    confirms no more than that.
+    """
+    return word == SENT and code == DELIVERED_TO_HANDSET
+
+
 def describe_code(code: int | None) -> DetailedStatus | None:
     """The documented meaning of a code; None for unknown (future) codes, which are kept."""
     if code is None:
