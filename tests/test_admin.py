@@ -131,10 +131,13 @@ def test_changelist_renders_columns(admin_client, otp_template):
     assert response.status_code == 200
     html = response.content.decode()
     assert "exotel-status-sent" in html
-    assert "20005 DELIVERED_TO_HANDSET" in html
+    # The code, and its name under it, free to wrap after underscores.
+    assert '<span class="exotel-detail-code">20005</span>' in html
+    assert "DELIVERED_<wbr>TO_<wbr>HANDSET" in html
     assert f'href="?batch__id__exact={batch.pk}"' in html
     assert "Diwali offers" in html
-    assert "Your OTP is 1234. Valid for 10 minutes. - Acme xx…" in html
+    assert "Your OTP is 1234. Valid for 10 minutes. - Acme " + "x" * 32 + "…" in html
+    assert otp_template.name in html  # under the text, with the batch
     assert response.context["cl"].paginator.count == 1
     # The add button is gone: messages are only created through the manager.
     assert CHANGELIST + "add/" not in html
