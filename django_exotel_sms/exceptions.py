@@ -28,9 +28,11 @@ __all__ = [
     "ExotelAPIError",
     "ExotelAccountError",
     "ExotelAuthError",
+    "ExotelBadGateway",
     "ExotelConnectionError",
     "ExotelEndpointError",
     "ExotelError",
+    "ExotelGatewayError",
     "ExotelGatewayTimeout",
     "ExotelInsufficientBalance",
     "ExotelOutcomeUnknown",
@@ -231,15 +233,25 @@ class ExotelServerError(ExotelAPIError):
     retryable = True
 
 
-class ExotelGatewayTimeout(ExotelServerError):
-    """504 without an Exotel code: a gateway gave up waiting for Exotel's application.
+class ExotelGatewayError(ExotelServerError):
+    """502 or 504 without an Exotel code: a proxy or gateway in front of Exotel answered.
 
-    Unlike the other 5xx the request reached Exotel and may have been processed, so
-    this one is outcome-unknown, not retryable (resending could send the SMS twice).
+    Unlike Exotel's own 5xx errors, the request may have reached Exotel and been accepted
+    before the proxy gave up (or lost the answer), so this is outcome-unknown, not
+    retryable: resending could send the SMS twice. Exotel's own error body with a code
+    stays an ``ExotelServerError`` (retryable); 503 and 429 stay throttling.
     """
 
     retryable = False
     outcome_unknown = True
+
+
+class ExotelBadGateway(ExotelGatewayError):
+    """502 without an Exotel code: a proxy got no valid answer from Exotel's application."""
+
+
+class ExotelGatewayTimeout(ExotelGatewayError):
+    """504 without an Exotel code: a gateway gave up waiting for Exotel's application."""
 
 
 @dataclass(frozen=True)
@@ -347,6 +359,8 @@ def _class_for_status(http_status: int | None, code: int | None) -> type[ExotelA
         return ExotelEndpointError
     if http_status in (429, 503):
         return ExotelThrottled
+    if http_status == 502 and code is None:
+        return ExotelBadGateway
     if http_status == 504 and code is None:
         return ExotelGatewayTimeout
     if 500 <= http_status < 600:

@@ -532,6 +532,16 @@ def _release(
             what="Releasing messages for a retry",
         )
         outcome.retry_after = delay
+        # One line per retry: workers' logs, and exotel_send --sync's progress, show why
+        # nothing happens for a while.
+        logger.info(
+            "%d SMS not sent yet (attempt %d of %d): %s; retrying in %.1f s",
+            outcome.released,
+            max(attempts.values(), default=1),
+            s.max_attempts,
+            exc,
+            delay,
+        )
     if give_up:
         fields = {
             "status": status.FAILED,

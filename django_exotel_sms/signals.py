@@ -4,6 +4,9 @@ Receivers get ``message`` (an ``SmsMessage``) and ``previous_status``; the signa
 sent after the transaction that changed the status commits, so a receiver never sees
 a status that is later rolled back. A receiver that raises is logged, never propagated:
 it must not fail a callback or a task.
+
+``sms_delivered`` fires for every ``sent``, which Exotel also reports for 20006
+DELIVERED_TO_OPERATOR (no handset receipt); ``to_handset`` tells the two apart.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-sms_status_changed = Signal()  # message, previous_status, new_status, source
-sms_delivered = Signal()  # message, previous_status
+sms_status_changed = Signal()  # message, previous_status, new_status, source, to_handset
+sms_delivered = Signal()  # message, previous_status, to_handset
 sms_failed = Signal()  # message, previous_status
 
 
@@ -63,15 +66,20 @@ def notify_after_commit(
             message = by_pk.get(pk)
             if message is None:
                 continue
+            # True only for a confirmed handset delivery (sent / 20005), not 20006.
+            to_handset = status.delivered_to_handset(new, message.detailed_status_code)
             _send_robust(
                 sms_status_changed,
                 message=message,
                 previous_status=previous,
                 new_status=new,
                 source=source,
+                to_handset=to_handset,
             )
             if new == status.SENT:
-                _send_robust(sms_delivered, message=message, previous_status=previous)
+                _send_robust(
+                    sms_delivered, message=message, previous_status=previous, to_handset=to_handset
+                )
             elif status.is_failure(new):
                 _send_robust(sms_failed, message=message, previous_status=previous)
 

@@ -20,6 +20,7 @@ late or repeated report still becomes a ``StatusEvent`` in the history.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Local statuses, before and around Exotel's.
@@ -106,12 +107,24 @@ def can_advance(current: str, new: str) -> bool:
     return rank(new) > rank(current)
 
 
+_SEPARATORS = re.compile(r"[\s_-]+")
+# Spellings seen in the wild ("failed_dnd", "Failed DND") of the documented words.
+_DOCUMENTED = {_SEPARATORS.sub("-", word): word for word in EXOTEL_STATUSES}
+
+
 def normalize_exotel_status(value: object) -> str | None:
-    """Exotel's ``Status`` as stored, or None when absent; unknown words are kept as given."""
+    """Exotel's ``Status`` as stored, or None when absent.
+
+    Case and the separators between words (``_``, spaces, ``-``) do not matter for the
+    documented words: ``failed_dnd``, ``Failed DND`` and ``failed-dnd`` are all
+    ``failed-dnd``. Unknown words are kept as given (stripped, lower-cased), never guessed.
+    """
     if value is None:
         return None
     text = str(value).strip().lower()
-    return text or None
+    if not text:
+        return None
+    return _DOCUMENTED.get(_SEPARATORS.sub("-", text), text)
 
 
 @dataclass(frozen=True)
@@ -191,6 +204,21 @@ def parse_code(value: object) -> int | None:
         return int(float(text)) if "." in text else int(text)
     except (ValueError, OverflowError):  # OverflowError: "1e999"-sized decimals are inf
         return None
+
+
+DELIVERED_TO_HANDSET = 20005
+DELIVERED_TO_OPERATOR = 20006
+
+
+def delivered_to_handset(word: str, code: int | None) -> bool:
+    """True only when Exotel confirmed delivery to the phone: ``sent`` with 20005.
+
+    ``sent`` also covers 20006 DELIVERED_TO_OPERATOR: the operator accepted the SMS but no
+    handset receipt came back (some operators and international routes never send one),
+    so it may or may not have reached the phone. A ``sent`` without a detailed code
+    confirms no more than that.
+    """
+    return word == SENT and code == DELIVERED_TO_HANDSET
 
 
 def describe_code(code: int | None) -> DetailedStatus | None:

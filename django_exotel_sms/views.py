@@ -193,7 +193,7 @@ def _price(text: str) -> Decimal | None:
 
 def parse_status_form(form: CallbackForm) -> StatusForm:
     sid = form.sid("SmsSid", required=True)
-    word = form.get("Status").strip().lower()
+    word = status.normalize_exotel_status(form.get("Status"))
     if not word:
         raise Malformed("Status is required")
     if len(word) > 32 or not word.isprintable():

@@ -666,6 +666,40 @@ def test_unknown_status_word_is_recorded_not_applied(
     assert events == []
 
 
+@pytest.mark.parametrize("word", ["failed_dnd", "FAILED_DND", "Failed DND", " failed-dnd "])
+def test_documented_status_spellings_are_normalised(
+    client, events, django_capture_on_commit_callbacks, word
+):
+    # "failed_dnd" (underscore) is seen in the wild: it is Exotel's documented failed-dnd.
+    message = make_message()
+    form = report("sid-a", word, DetailedStatus="FAILED_REJECTED_DND", DetailedStatusCode="23005")
+    codes = _post_all(client, message_token(message), [form], django_capture_on_commit_callbacks)
+    assert codes == [200]
+    message.refresh_from_db()
+    assert message.status == status.FAILED_DND
+    event = message.events.get()
+    assert (event.status, event.applied) == (status.FAILED_DND, True)
+    assert event.payload["Status"] == word  # the raw report is kept as received
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("failed_dnd", status.FAILED_DND),
+        ("Failed DND", status.FAILED_DND),
+        ("failed__dnd", status.FAILED_DND),
+        ("SENT", status.SENT),
+        (" Submitted ", status.SUBMITTED),
+        ("faileddnd", "faileddnd"),  # not a separator variant: unknown, kept as given
+        ("delivered_maybe", "delivered_maybe"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_normalize_exotel_status(given, stored):
+    assert status.normalize_exotel_status(given) == stored
+
+
 def test_status_is_case_insensitive(client):
     message = make_message()
     assert (

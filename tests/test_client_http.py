@@ -435,7 +435,13 @@ def test_html_error_page(fake: FakeExotel, client: ExotelClient) -> None:
     fake.answer(Reply(status=502, body="<html>Bad Gateway</html>", content_type="text/html"))
     with pytest.raises(ExotelServerError) as info:
         client.send("9", "b", "S")
-    assert info.value.retryable and info.value.raw_body == "<html>Bad Gateway</html>"
+    # A proxy's code-less 502 may follow an accepted request: outcome unknown.
+    assert info.value.outcome_unknown and not info.value.retryable
+    assert info.value.raw_body == "<html>Bad Gateway</html>"
+    fake.answer(Reply(status=500, body="<html>Internal Error</html>", content_type="text/html"))
+    with pytest.raises(ExotelServerError) as server:
+        client.send("9", "b", "S")
+    assert server.value.retryable and not server.value.outcome_unknown
 
 
 def test_xml_answer(fake: FakeExotel, client: ExotelClient) -> None:

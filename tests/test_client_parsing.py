@@ -27,9 +27,11 @@ from django_exotel_sms.exceptions import (
     ExotelAccountError,
     ExotelAPIError,
     ExotelAuthError,
+    ExotelBadGateway,
     ExotelConnectionError,
     ExotelEndpointError,
     ExotelError,
+    ExotelGatewayError,
     ExotelGatewayTimeout,
     ExotelInsufficientBalance,
     ExotelOutcomeUnknown,
@@ -229,6 +231,12 @@ def test_numbers_strings_nulls_and_unknown_fields() -> None:
     assert parse_sms_response(json.dumps(body))[0].price is None
 
 
+def test_status_spelling_variants_become_the_documented_word() -> None:
+    body = {"SMSMessage": {"Sid": "abc", "Status": "Failed_DND", "DetailedStatusCode": 23005}}
+    (result,) = parse_sms_response(json.dumps(body))
+    assert result.status == "failed-dnd" and not result.accepted
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -401,7 +409,9 @@ def test_error_str_reads_well() -> None:
         (429, 40999, ExotelThrottled),
         (503, None, ExotelThrottled),
         (500, None, ExotelServerError),
-        (502, None, ExotelServerError),
+        (502, None, ExotelBadGateway),
+        (502, 40100, ExotelServerError),  # Exotel's own error with a code: retryable
+        (502, 49999, ExotelServerError),
         (504, None, ExotelGatewayTimeout),
         (504, 40100, ExotelServerError),
         (302, None, ExotelAPIError),
@@ -413,17 +423,34 @@ def test_status_fallback(status: int, code: int | None, cls: type[ExotelAPIError
     assert exc.code == code and exc.http_status == status
 
 
-def test_gateway_timeout_is_outcome_unknown() -> None:
-    exc = error_for_response(504, None, "Gateway Time-out")
-    assert isinstance(exc, ExotelServerError)
+@pytest.mark.parametrize("status", [502, 504])
+def test_codeless_proxy_errors_are_outcome_unknown(status: int) -> None:
+    # A proxy's 502/504 may come after Exotel accepted the request: resending could
+    # send the SMS twice, so the outcome is unknown (uncertain), not retryable.
+    exc = error_for_response(status, None, "Bad Gateway")
+    assert isinstance(exc, ExotelGatewayError) and isinstance(exc, ExotelServerError)
     assert exc.outcome_unknown and not exc.retryable
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_codeless_throttling_stays_retryable(status: int) -> None:
+    exc = error_for_response(status, None, "busy")
+    assert exc.retryable and not exc.outcome_unknown
+
+
+def test_exotel_coded_502_stays_retryable() -> None:
+    body = '{"RestException": {"Status": 502, "Code": 40100, "Message": "Error Processing"}}'
+    with pytest.raises(ExotelServerError) as info:
+        parse_sms_response(body, http_status=502, content_type="application/json")
+    assert info.value.retryable and not info.value.outcome_unknown
 
 
 def test_error_pages_and_codeless_answers() -> None:
     html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
-    with pytest.raises(ExotelServerError) as info:
+    with pytest.raises(ExotelBadGateway) as info:
         parse_sms_response(html, http_status=502, content_type="text/html", context=CONTEXT)
-    assert info.value.raw_body == html and info.value.retryable
+    assert info.value.raw_body == html and info.value.outcome_unknown
+    assert not info.value.retryable
     with pytest.raises(ExotelAuthError) as auth:
         parse_sms_response(
             '{"RestException": {"Status": 401, "Message": "Authentication is required to view '
@@ -472,6 +499,7 @@ EXAMPLE_ERRORS: list[ExotelError] = [
     ExotelResponseError("invalid JSON", http_status=502, raw_body="<html>", context=CONTEXT),
     error_for_response(429, 40402, "Too many", context=CONTEXT, retry_after=1.0, raw_body="{}"),
     error_for_response(504, None, "Gateway Time-out", context=CONTEXT),
+    error_for_response(502, None, "Bad Gateway", context=CONTEXT),
 ]
 
 

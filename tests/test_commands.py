@@ -223,11 +223,58 @@ def test_csv_file_missing(tmp_path):
 def test_wait_shows_a_progress_bar_until_final(sandbox):
     sandbox.set_outcome(NUMBER, "invalid")  # refused by the API: final at once
 
-    out, err = run("exotel_send", "--to", NUMBER, "--body", "Hi", "--sync", "--wait")
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 of 1 message"):
+        call_command(
+            *("exotel_send", "--to", NUMBER, "--body", "Hi", "--sync", "--wait"),
+            stdout=out,
+            stderr=err,
+        )
 
     assert SmsMessage.objects.get().status == status.REJECTED
-    assert "[" + "#" * 30 + "] 1/1 final (rejected 1)" in err
-    assert "rejected" in out.split("Summary", 1)[1]
+    assert "[" + "#" * 30 + "] 1/1 final (rejected 1)" in err.getvalue()
+    assert "rejected" in out.getvalue().split("Summary", 1)[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_rejected_prints_exotels_code_and_text_and_exits_1(sandbox):
+    sandbox.set_outcome(NUMBER, "invalid")  # refused by the API with 23010
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 of 1 message.*not accepted") as info:
+        call_command(
+            "exotel_send", "--to", NUMBER, "--body", "Hi", "--sync", stdout=out, stderr=err
+        )
+    assert info.value.returncode == 1
+    message = SmsMessage.objects.get()
+    assert message.status == status.REJECTED and message.error_code is not None
+    line = f"SMS {message.pk} to {NUMBER}: rejected, Exotel code {message.error_code}"
+    assert line in err.getvalue()
+    assert message.error_message and message.error_message in err.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_shows_each_retry_and_exits_1_when_exotel_is_unreachable(settings):
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "BACKEND": "django_exotel_sms.backends.exotel.ExotelBackend",
+        "BASE_URL": "http://127.0.0.1:9",  # refused at once
+        "MAX_ATTEMPTS": 3,
+        "RETRY_BACKOFF": 0.01,
+        "RETRY_BACKOFF_MAX": 0.05,
+    }
+    err = StringIO()
+    with pytest.raises(CommandError, match="not accepted"):
+        call_command(
+            "exotel_send", "--to", NUMBER, "--body", "Hi", "--sync", stdout=StringIO(), stderr=err
+        )
+    lines = err.getvalue().splitlines()
+    retries = [line for line in lines if "retrying in" in line]
+    assert len(retries) == 2  # attempts 1 and 2; the third gives up
+    assert "attempt 1 of 3" in retries[0] and "could not connect to Exotel" in retries[0]
+    message = SmsMessage.objects.get()
+    assert message.status == status.FAILED
+    assert any(line.startswith(f"SMS {message.pk} to {NUMBER}: failed") for line in lines)
+    assert "Gave up after 3 attempts" in err.getvalue()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -66,7 +66,8 @@ def package_data() -> list[str]:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT])
+    result = run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT])
+    (out / "build.log").write_text(result.stdout + result.stderr)
     return out
 
 
@@ -85,6 +86,14 @@ def sdist(dist) -> Path:
 def test_twine_check_passes(dist, wheel, sdist):
     result = run([sys.executable, "-m", "twine", "check", "--strict", wheel, sdist])
     assert result.stdout.count("PASSED") == 2, result.stdout
+
+
+def test_build_prints_no_package_discovery_warnings(dist):
+    # Template folders outside the packages configuration made setuptools print a long
+    # warning per folder on every build and every `pip install -e .`.
+    log = (dist / "build.log").read_text()
+    assert "absent from the `packages` configuration" not in log, log
+    assert "Package would be ignored" not in log
 
 
 def test_wheel_and_sdist_carry_migrations_templates_static_and_py_typed(wheel, sdist):

@@ -29,6 +29,7 @@ from django_exotel_sms.sandbox import (
     Faults,
     Rule,
     SandboxControl,
+    SandboxListenError,
     SandboxServer,
     parse_number,
     parse_outcome,
@@ -773,6 +774,21 @@ def test_control_endpoints(sandbox: SandboxServer, receiver: Receiver) -> None:
     assert post(sandbox, SEND, OK).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/_sandbox/", "/_sandbox"])
+def test_control_index_lists_working_endpoints(sandbox: SandboxServer, path: str) -> None:
+    # The URL the banner and the demo print must answer, and say what is there.
+    response = requests.get(f"{sandbox.url}{path}", timeout=5)
+    assert response.status_code == 200
+    index = response.json()
+    assert index["account_sid"] == sandbox.account_sid
+    listed = [c for c in index["controls"] if c["method"] == "GET"]
+    assert {c["url"].rsplit("/", 1)[1] for c in listed} >= {"health", "messages", "requests"}
+    for control in listed:
+        if not control["url"].endswith("/wait"):
+            assert requests.get(control["url"], timeout=5).status_code == 200, control
+    assert "sandboxtoken" not in response.text and "sandboxkey" not in response.text
+
+
 def test_control_errors(sandbox: SandboxServer) -> None:
     response = requests.post(f"{sandbox.url}/_sandbox/config", json={"bogus": 1}, timeout=5)
     assert response.status_code == 400 and "bogus" in response.json()["error"]
@@ -998,6 +1014,61 @@ def test_management_command_takes_credentials_a_project_uses_with_a_local_stand_
     call_command("exotel_sandbox", "--port", "0")
     assert [s.api_token for s in served] == ["devtoken", "sandboxtoken"]
     assert [s.api_key for s in served] == ["sandboxkey", "sandboxkey"]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def _assert_clear_port_error(result: subprocess.CompletedProcess[str], port: int) -> None:
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"Cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "port 0 picks a free one" in result.stderr
+
+
+def test_busy_port_is_a_clear_error_not_a_traceback(busy_port: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "django_exotel_sms.sandbox", "--port", str(busy_port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    _assert_clear_port_error(result, busy_port)
+    assert result.stderr.startswith("python -m django_exotel_sms.sandbox: error:")
+
+
+def test_management_command_busy_port_is_a_command_error(busy_port: int) -> None:
+    script = (
+        "import django\n"
+        "from django.conf import settings\n"
+        "settings.configure()\n"
+        "django.setup()\n"
+        "from django_exotel_sms.management.commands.exotel_sandbox import Command\n"
+        f"Command().run_from_argv(['manage.py', 'exotel_sandbox', '--port', '{busy_port}'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    _assert_clear_port_error(result, busy_port)
+    assert result.stderr.startswith("CommandError:")
+
+
+def test_sandbox_server_start_raises_a_listen_error(busy_port: int) -> None:
+    with pytest.raises(SandboxListenError, match="Cannot listen") as info:
+        SandboxServer(port=busy_port).start()
+    assert isinstance(info.value, OSError) and info.value.errno is not None
 
 
 def test_sandbox_package_does_not_import_django() -> None:

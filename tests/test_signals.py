@@ -42,6 +42,7 @@ class Recorder:
                     "previous": kwargs["previous_status"],
                     "new": kwargs.get("new_status"),
                     "source": kwargs.get("source"),
+                    "to_handset": kwargs.get("to_handset"),
                     "in_atomic": conn.in_atomic_block,
                 }
             )
@@ -193,6 +194,23 @@ def test_terminal_callback_fires_once(client, recorder, on_commit, word, code, s
     assert recorder.moves() == [(message.pk, status.QUEUED, word, "callback")]
     assert message.events.filter(applied=True).count() == 1
     assert message.events.count() == 5
+
+
+@pytest.mark.parametrize(
+    "code, to_handset",
+    [("20005", True), ("20006", False), ("", False)],
+    ids=["handset", "operator-only", "no-code"],
+)
+def test_delivered_says_whether_the_handset_got_it(client, recorder, on_commit, code, to_handset):
+    # 20006 DELIVERED_TO_OPERATOR is "sent" too, but no receipt came from the phone.
+    message = make_message()
+    with on_commit():
+        assert post_status(client, message, "submitted", "21020") == 200
+        assert post_status(client, message, "sent", code) == 200
+    assert recorder.names() == ["changed", "changed", "delivered"]
+    submitted, changed, delivered = recorder.calls
+    assert submitted["to_handset"] is False
+    assert changed["to_handset"] is to_handset and delivered["to_handset"] is to_handset
 
 
 def test_each_forward_change_signals(client, recorder, on_commit):

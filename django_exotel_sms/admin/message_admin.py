@@ -7,8 +7,10 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
@@ -18,6 +20,9 @@ from ..models import ClickEvent, SmsMessage, StatusEvent
 from . import actions
 from .base import ReadOnlyAdmin, ReadOnlyInline
 from .filters import BatchFilter, CreatedFilter, DetailedStatusFilter, TemplateFilter
+from .labels import labelled_form
+
+_TIME_FORMAT = "j M Y, H:i"  # compact: the day and the minute, in the current time zone
 
 _BADGE_COLOURS = {
     status.PENDING: "#6c757d",
@@ -31,6 +36,11 @@ _BADGE_COLOURS = {
     status.FAILED: "#dc3545",
     status.REJECTED: "#dc3545",
 }
+
+
+def breakable(name: str) -> SafeString:
+    """``FAILED_INVALID_DESTINATION_NUMBER`` that may wrap after its underscores."""
+    return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in name.split("_")))
 
 
 def status_badge_html(value: str, label: str) -> SafeString:
@@ -112,15 +122,15 @@ _DELIVERY_FIELDS = (
 
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
+    # Five columns, so the text and the detailed status fit a 1366 px screen with the
+    # navigation and filter sidebars open: the template and batch go under the text, the
+    # sending time under the creation time.
     list_display = (
         "status_badge",
         "to",
-        "template",
-        "batch_link",
         "short_body",
         "detailed",
-        "created_at",
-        "sent_at",
+        "times",
     )
     list_display_links = ("status_badge", "to")
     list_filter = (
@@ -139,7 +149,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     list_select_related = ("template", "batch")
     raw_id_fields = ("template", "batch")
     # Sorting other columns would sort millions of rows without an index.
-    sortable_by = ("created_at",)
+    sortable_by = ("times",)
     actions = (actions.resend_messages, actions.refresh_status)
     inlines = (StatusEventInline, ClickEventInline)
     fieldsets = (
@@ -149,38 +159,66 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         (_("Delivery"), {"fields": _DELIVERY_FIELDS}),
     )
     readonly_fields = _MAIN_FIELDS + _STATUS_FIELDS + _OPTION_FIELDS + _DELIVERY_FIELDS
+    form = labelled_form(SmsMessage)
+
+    class Media:
+        css = {"all": ("django_exotel_sms/admin.css",)}
 
     @admin.display(description=_("status"))
     def status_badge(self, obj: SmsMessage) -> SafeString:
         return status_badge_html(obj.status, obj.get_status_display())
 
-    @admin.display(description=_("batch"))
-    def batch_link(self, obj: SmsMessage) -> SafeString | str:
-        if obj.batch_id is None:
-            return "-"
-        return format_html('<a href="?batch__id__exact={}">{}</a>', obj.batch_id, obj.batch)
-
     @admin.display(description=_("text"))
-    def short_body(self, obj: SmsMessage) -> str:
-        return Truncator(obj.body).chars(50)
+    def short_body(self, obj: SmsMessage) -> SafeString:
+        """The text's start; under it, its template and batch (a link filtering the list)."""
+        text = Truncator(obj.body).chars(80)
+        template = breakable(str(obj.template)) if obj.template_id is not None else ""
+        if obj.batch_id is None:
+            if not template:
+                return format_html("{}", text)
+            return format_html('{}<span class="exotel-sub">{}</span>', text, template)
+        return format_html(
+            '{}<span class="exotel-sub">{}{}<a href="?batch__id__exact={}">{}</a></span>',
+            text,
+            template,
+            " \N{MIDDLE DOT} " if template else "",
+            obj.batch_id,
+            obj.batch,
+        )
 
     @admin.display(description=_("detailed status"))
     def detailed(self, obj: SmsMessage) -> SafeString | str:
         if obj.detailed_status_code is None and not obj.detailed_status:
             return "-"
+        # The code, and the name under it (it may break at underscores, never be cut off).
         return format_html(
-            '<span title="{}">{} {}</span>',
+            '<span title="{}"><span class="exotel-detail-code">{}</span>'
+            '<span class="exotel-sub">{}</span></span>',
             obj.detailed_status_description,
             "" if obj.detailed_status_code is None else obj.detailed_status_code,
-            obj.detailed_status,
+            breakable(obj.detailed_status),
         )
+
+    @admin.display(description=_("created / sent"), ordering="created_at")
+    def times(self, obj: SmsMessage) -> SafeString:
+        created = date_format(timezone.localtime(obj.created_at), _TIME_FORMAT)
+        if obj.sent_at is None:
+            return format_html("{}", created)
+        sent = date_format(timezone.localtime(obj.sent_at), _TIME_FORMAT)
+        return format_html('{}<span class="exotel-sub">{} {}</span>', created, _("sent"), sent)
 
     @admin.display(description=_("meaning"))
     def detailed_status_description(self, obj: SmsMessage) -> str:
         return obj.detailed_status_description or "-"
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        found = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes where the actions are shown (an ActionLocation) and warns about
+        # overrides without this parameter; Django 4.2-6.0 call get_actions(request).
+        if action_location is None:
+            found = super().get_actions(request)
+        else:
+            location: dict[str, Any] = {"action_location": action_location}
+            found = super().get_actions(request, **location)
         # delete_selected collects every related row of every selected message.
         found.pop("delete_selected", None)
         return found

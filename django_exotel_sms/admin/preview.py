@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.contrib.admin.widgets import AdminTextInputWidget
 from django.utils.translation import gettext_lazy as _
 
 from .. import dlt, encoding
@@ -75,6 +76,7 @@ class VariablesForm(forms.Form):
                 required=False,
                 strip=False,
                 help_text=dlt_kind_help(placeholder.kind),
+                widget=AdminTextInputWidget(),
             )
 
     def values(self) -> list[str]:
@@ -88,6 +90,7 @@ class TestSendForm(VariablesForm):
         label=_("Send to"),
         max_length=32,
         help_text=_("A phone number; national numbers use the default region."),
+        widget=AdminTextInputWidget(),
     )
 
 

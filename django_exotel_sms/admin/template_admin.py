@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -18,6 +19,7 @@ from .. import dlt
 from ..compose import SmsValidationError
 from ..models import SmsMessage, SmsTemplate
 from .base import ModelAdmin
+from .labels import labelled_form
 from .preview import ENCODING_LABELS, TestSendForm, VariablesForm, preview
 
 
@@ -50,6 +52,10 @@ class SmsTemplateAdmin(ModelAdmin):
         "updated_at",
     )
     change_form_template = "admin/django_exotel_sms/smstemplate/change_form.html"
+    form = labelled_form(SmsTemplate)
+
+    class Media:
+        css = {"all": ("django_exotel_sms/admin.css",)}
 
     @admin.display(description=gettext_lazy("placeholders"))
     def placeholder_count(self, obj: SmsTemplate) -> str:
@@ -124,6 +130,12 @@ class SmsTemplateAdmin(ModelAdmin):
             },
         )
 
+    def _admin_form(self, form: VariablesForm, heading: str) -> helpers.AdminForm:
+        """The form laid out like the admin's own (labels beside fields, help below)."""
+        fieldsets = [(heading, {"fields": list(form.fields)})]
+        # AdminForm lays out any form; the stubs ask for a ModelForm.
+        return helpers.AdminForm(cast(Any, form), fieldsets, {}, model_admin=self)
+
     def _placeholders(self, obj: SmsTemplate) -> tuple[list[dlt.Placeholder], str]:
         try:
             return obj.placeholders, ""
@@ -147,6 +159,7 @@ class SmsTemplateAdmin(ModelAdmin):
             "admin/django_exotel_sms/smstemplate/preview.html",
             title=_("Preview %(name)s") % {"name": obj.name},
             form=form,
+            adminform=self._admin_form(form, _("Sample values")),
             result=result,
             template_error=template_error,
             encoding_labels=ENCODING_LABELS,
@@ -195,5 +208,6 @@ class SmsTemplateAdmin(ModelAdmin):
             "admin/django_exotel_sms/smstemplate/test_send.html",
             title=_("Test send %(name)s") % {"name": obj.name},
             form=form,
+            adminform=self._admin_form(form, _("Send one SMS with this template")),
             template_error=template_error,
         )

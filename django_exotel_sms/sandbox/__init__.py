@@ -26,7 +26,7 @@ from .outcomes import (
     unknown,
 )
 from .phones import Number, parse_number, sms_units
-from .server import SandboxServer
+from .server import SandboxListenError, SandboxServer
 from .store import CallbackAttempt, RecordedRequest, StoredMessage
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "RecordedRequest",
     "Rule",
     "SandboxControl",
+    "SandboxListenError",
     "SandboxServer",
     "StoredMessage",
     "failed",

@@ -12,7 +12,7 @@ from typing import Any
 
 from .faults import Faults
 from .outcomes import OUTCOMES, Rule
-from .server import SandboxServer
+from .server import SandboxListenError, SandboxServer
 
 __all__ = [
     "SANDBOX_ACCOUNT_SID",
@@ -164,5 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = server_from_options(options)
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
-    run(server)
+    try:
+        run(server)
+    except SandboxListenError as exc:  # a busy port: one clear line, not a traceback
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
     return 0

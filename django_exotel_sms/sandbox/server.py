@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hmac
 import json
 import math
@@ -37,7 +38,7 @@ from .store import (
     exotel_now,
 )
 
-__all__ = ["SandboxServer"]
+__all__ = ["SandboxListenError", "SandboxServer"]
 
 MAX_BODY_LENGTH = 2000
 _TOO_LONG = parse_outcome("failed:23070")  # documented fate of bodies over 2000 characters
@@ -57,6 +58,25 @@ class Reply:
 
 def _json_reply(data: object, status: int = 200) -> Reply:
     return Reply(status, json.dumps(data).encode())
+
+
+class SandboxListenError(OSError):
+    """The sandbox could not listen on its host and port (in use, not allowed, no such
+    address); the message says which and what to do."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, host: str, port: int) -> SandboxListenError:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            hint = "another program (perhaps another sandbox) uses it; stop that, or pick "
+            hint += "another port (port 0 picks a free one)"
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges; pick a port above 1024"
+        else:
+            hint = "check the host and port"
+        error = cls(f"Cannot listen on {host}:{port}: {reason}; {hint}.")
+        error.errno = exc.errno
+        return error
 
 
 class SandboxServer:
@@ -110,7 +130,10 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         if self._httpd is not None:
             return self
-        self._httpd = _HTTPServer((self.host, self.port), self)
+        try:
+            self._httpd = _HTTPServer((self.host, self.port), self)
+        except OSError as exc:
+            raise SandboxListenError.from_os_error(exc, self.host, self.port) from exc
         self.port = int(self._httpd.server_address[1])
         self._dispatcher.start()
         self._thread = threading.Thread(
@@ -452,6 +475,19 @@ class SandboxServer:
         return [Delivery(sid, url, form, "terminal", followups=tuple(followups))]
 
     # -- control endpoints --------------------------------------------------------------
+    def _control_index(self) -> dict[str, Any]:
+        # What a person opening the printed /_sandbox/ URL in a browser sees.
+        base = f"{self.url}/_sandbox"
+        return {
+            "sandbox": "local Exotel SMS API stand-in",
+            "account_sid": self.account_sid,
+            "api": f"{self.url}/v1/Accounts/{self.account_sid}/Sms/send.json",
+            "controls": [
+                {"method": method, "url": f"{base}/{name}", "does": does}
+                for method, name, does in _CONTROLS
+            ],
+        }
+
     def _control(self, method: str, path: str, query: str, body: bytes) -> Reply:
         name = path[len("/_sandbox") :].strip("/")
         params = parse_qs(query)
@@ -459,6 +495,8 @@ class SandboxServer:
         try:
             payload: Any = json.loads(body) if body.strip() else None
             if method == "GET":
+                if name == "":
+                    return _json_reply(self._control_index())
                 if name == "health":
                     return _json_reply({"ok": True, "account_sid": self.account_sid})
                 if name == "requests":
@@ -499,6 +537,22 @@ class SandboxServer:
         except (ValueError, TypeError, KeyError) as exc:
             return _json_reply({"error": str(exc)}, 400)
         return _json_reply({"error": f"no control endpoint {method} {path}"}, 404)
+
+
+_CONTROLS = [
+    ("GET", "health", "is the sandbox up, and its account sid"),
+    ("GET", "requests", "API requests received (credentials redacted); ?since=N"),
+    ("GET", "callbacks", "status callbacks posted, with their answers; ?since=N"),
+    ("GET", "recipients", "how many times each number was sent to"),
+    ("GET", "messages", "every message with its current status"),
+    ("GET", "config", "the fault settings"),
+    ("GET", "rules", "the outcome rules"),
+    ("GET", "wait", "block until scheduled callbacks are done; ?timeout=S"),
+    ("POST", "config", "change fault settings (JSON object)"),
+    ("POST", "rules", "replace (or append) the outcome rules"),
+    ("POST", "outcome", 'one number\'s outcome: {"number": ..., "outcome": ...}'),
+    ("POST", "reset", "forget messages, requests, rules and faults"),
+]
 
 
 def _callback_form(

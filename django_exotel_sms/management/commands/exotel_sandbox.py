@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_exotel_sms.sandbox.cli import add_arguments, run, server_from_options
+from django_exotel_sms.sandbox.server import SandboxListenError
 
 
 class Command(BaseCommand):
@@ -43,7 +44,10 @@ class Command(BaseCommand):
             server = server_from_options(options)
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        run(server, say=self.stdout.write)
+        try:
+            run(server, say=self.stdout.write)
+        except SandboxListenError as exc:  # a busy port: a clear error, not a traceback
+            raise CommandError(str(exc)) from exc
 
 
 def _real_credentials(key: str) -> Iterator[str]:

@@ -8,16 +8,20 @@ Examples::
     manage.py exotel_send --csv people.csv --template order  # columns: to, var1, var2...
 
 Everything goes through ``SmsMessage.objects`` (validation included): an invalid row saves
-nothing and exits with status 1.
+nothing and exits with status 1. When the command knows the outcome (``--sync`` or
+``--wait``), a message Exotel refused, that failed or whose outcome is unknown is listed
+with Exotel's code and text, and the command exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +35,9 @@ from ...models import SmsBatch, SmsMessage
 # Optional per-message columns, passed through to send_bulk(messages=[...]).
 PER_MESSAGE_COLUMNS = ("sender", "sms_type", "dlt_template_id")
 BAR_WIDTH = 30
+MAX_LISTED_PROBLEMS = 20
+# Accepted by Exotel: how a --sync run that went well ends (delivery is reported later).
+ACCEPTED_STATUSES = frozenset({status.QUEUED, status.SENDING, status.SUBMITTED, status.SENT})
 
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -99,6 +106,56 @@ def progress_bar(counts: Mapping[str, int], total: int) -> str:
     return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {final}/{total} final ({detail})"
 
 
+class _LineHandler(logging.Handler):
+    """Writes each log record's message as one line (exotel_send --sync's retry progress)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        super().__init__(logging.INFO)
+        self._write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._write(record.getMessage())
+        except Exception:  # a broken pipe must not break the send
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def retry_progress(write: Callable[[str], object]) -> Iterator[None]:
+    """Show the sending layer's retry lines (reason and wait) while sending in-process."""
+    from ... import sending
+
+    sending_logger = logging.getLogger(sending.__name__)
+    handler = _LineHandler(write)
+    level = sending_logger.level
+    if sending_logger.getEffectiveLevel() > logging.INFO:
+        sending_logger.setLevel(logging.INFO)
+    sending_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        sending_logger.removeHandler(handler)
+        sending_logger.setLevel(level)
+
+
+def problem_lines(bad: QuerySet[SmsMessage]) -> list[str]:
+    """One line per message that did not go well, with Exotel's code and text."""
+    lines = []
+    for message in bad[:MAX_LISTED_PROBLEMS]:
+        line = f"SMS {message.pk} to {message.to}: {message.status}"
+        code = message.error_code or message.detailed_status_code
+        text = message.error_message or message.detailed_status
+        if code is not None:
+            line += f", Exotel code {code}"
+        if text:
+            line += f": {text}"
+        lines.append(line)
+    extra = bad.count() - len(lines)
+    if extra > 0:
+        lines.append(f"... and {extra} more")
+    return lines
+
+
 class Command(BaseCommand):
     help = "Send one SMS (--to) or a bulk from a CSV file (--csv), optionally from a template."
 
@@ -147,11 +204,15 @@ class Command(BaseCommand):
             "account": options["account"],
             "send_async": not options["sync"],
         }
+        progress = (
+            retry_progress(self.stderr.write) if options["sync"] else contextlib.nullcontext()
+        )
         try:
-            if options["csv"] is not None:
-                messages = self._send_csv(options, shared)
-            else:
-                messages = self._send_one(options, shared)
+            with progress:
+                if options["csv"] is not None:
+                    messages = self._send_csv(options, shared)
+                else:
+                    messages = self._send_one(options, shared)
         except SmsValidationError as exc:
             lines = [
                 f"  {field}: {text}" for field, texts in exc.message_dict.items() for text in texts
@@ -170,6 +231,14 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Timed out after {options['timeout']:.0f} s: some messages are not final yet."
             )
+        if options["sync"] or options["wait"]:
+            # --sync ends once Exotel answered (accepted is success); --wait once all are final.
+            good = {status.SENT} if options["wait"] else ACCEPTED_STATUSES
+            bad = messages.exclude(status__in=good).order_by("pk")
+            if bad.exists():
+                self.stderr.write("\n".join(problem_lines(bad)))
+                what = "delivered" if options["wait"] else "accepted by Exotel"
+                raise CommandError(f"{bad.count()} of {total} message(s) not {what}; see above.")
 
     def _send_one(self, options: dict[str, Any], shared: dict[str, Any]) -> QuerySet[SmsMessage]:
         if options["body"] is None and not options["template"]:

@@ -24,7 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count
 
-from demo import scenario
+from demo import runs, scenario
 from demo.services import (
     CeleryWorkerProcess,
     EmbeddedWorker,
@@ -163,6 +163,7 @@ class Command(BaseCommand):
 
         self.say("Sending...")
         first_pk = (SmsMessage.objects.order_by("-pk").values_list("pk", flat=True).first()) or 0
+        runs.start(first_pk)  # the dashboard counts this run's messages, not earlier runs'
         started = time.monotonic()
         groups = scenario.send_all(options["bulk_size"], options["dynamic_size"])
         run = SmsMessage.objects.filter(pk__gt=first_pk)
@@ -176,13 +177,16 @@ class Command(BaseCommand):
         if options["exit_when_done"]:
             return complete
         self.say("")
-        self.say(self.style.SUCCESS(f"Dashboard: {web.url}/"))
+        self.say(self.style.SUCCESS(f"Dashboard: {web.url}/  (this run; log in as {DEMO_USER!r})"))
         self.say(
             self.style.SUCCESS(
                 f"Admin:     {web.url}/admin/  user {DEMO_USER!r}, password {password!r}"
             )
         )
-        self.say(f"Local Exotel controls: {sandbox.url}/_sandbox/")
+        self.say(
+            f"Local Exotel controls: {sandbox.url}/_sandbox/ (lists them; e.g. "
+            f"{sandbox.url}/_sandbox/messages)"
+        )
         self.say("Serving; Ctrl-C stops everything.")
         while True:
             time.sleep(1)
