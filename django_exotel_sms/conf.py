@@ -75,6 +75,18 @@ DEFAULTS: dict[str, Any] = {
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
     "TASK_QUEUE": None,
+    # Hours of the day per SMS type and region (scheduling.py); [] sends at any hour.
+    "SENDING_WINDOWS": [
+        {
+            "sms_types": ["promotional"],
+            "regions": ["IN"],
+            "start": "10:00",
+            "end": "21:00",
+            "timezone": "Asia/Kolkata",
+        }
+    ],
+    "VALID_FOR": {},  # SMS type -> seconds a message may wait before it expires
+    "RELEASE_INTERVAL": 5.0,  # seconds between release_due beat runs: scheduled sends' delay
 }
 
 
@@ -121,6 +133,9 @@ class ExotelSmsSettings:
     api_permission_classes: list[str] | None
     rate_limit_storage: str | None
     task_queue: str | None
+    sending_windows: Any = None
+    valid_for: Any = None
+    release_interval: float = 5.0
 
     @property
     def at_least_once(self) -> bool:
@@ -178,6 +193,9 @@ def get_settings() -> ExotelSmsSettings:
         api_permission_classes=s["API_PERMISSION_CLASSES"],
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
+        sending_windows=s["SENDING_WINDOWS"],
+        valid_for=s["VALID_FOR"],
+        release_interval=float(s["RELEASE_INTERVAL"]),
     )
 
 
