@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models, router, transaction
 
-from . import status
+from . import scheduling, status
 
 if TYPE_CHECKING:
     from .models import SmsBatch, SmsMessage, SmsTemplate
@@ -217,6 +217,12 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             "expires_at": expires_at,
             "valid_for": valid_for,
         }
+        # The batch's timing is checked once, so a bad one is one error, not one per message.
+        _, timing_errors = scheduling.plan(
+            "", sms_type, send_at=send_at, expires_at=expires_at, valid_for=valid_for
+        )
+        if timing_errors:
+            raise SmsValidationError(timing_errors)
         kind = SmsBatch.KIND_STATIC if messages is None else SmsBatch.KIND_DYNAMIC
         tpl = composer.template(template) if template is not None else None
         using = self._db or router.db_for_write(self.model)

@@ -1,0 +1,368 @@
+"""Scheduled sends, sending windows, expiry and cancellation, with an injected clock.
+
+The clock replaces ``django.utils.timezone.now`` (what the claim, the gate, compose and
+``auto_now`` fields read); requests go over real HTTP to the sandbox, whose request log
+shows what reached "Exotel". Tasks are recorded, not run, and the test runs what a
+worker would: so a test also sees that nothing sat in a countdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_exotel_sms import gate, reconcile, scheduling, sending, signals, status, tasks
+from django_exotel_sms.compose import SmsValidationError
+from django_exotel_sms.models import SmsBatch, SmsMessage, SmsTemplate, StatusEvent
+from django_exotel_sms.sandbox import SandboxServer
+from tests.helpers import numbers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IST = ZoneInfo("Asia/Kolkata")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock(datetime(2026, 3, 2, 6, 30, tzinfo=UTC))  # 12:00 in India: every window open
+    monkeypatch.setattr(timezone, "now", c)
+    return c
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, Any]]:
+    """Tasks handed to the broker, as (task, id, countdown); none runs by itself."""
+    calls: list[tuple[str, int, Any]] = []
+    for task in (tasks.send_message, tasks.send_batch):
+        name = task.name.rsplit(".", 1)[-1]
+
+        def record(args: tuple[int], name: str = name, **kwargs: Any) -> None:
+            calls.append((name, args[0], kwargs.get("countdown")))
+
+        monkeypatch.setattr(task, "apply_async", record)
+    return calls
+
+
+def run(calls: list[tuple[str, int, Any]]) -> None:
+    """Do what a worker would with the recorded tasks, then forget them."""
+    todo, calls[:] = list(calls), []
+    for name, pk, _ in todo:
+        if name == "send_batch":
+            sending.deliver_batch(pk)
+        else:
+            sending.deliver_message(pk)
+
+
+def sent_to(sandbox: SandboxServer) -> list[str]:
+    return [n for r in sandbox.requests if r.method == "POST" for n in r.recipients]
+
+
+@pytest.fixture
+def status_signals() -> Iterator[list[tuple[str, int, str]]]:
+    seen: list[tuple[str, int, str]] = []
+
+    def changed(sender: Any, message: SmsMessage, new_status: str, **kw: Any) -> None:
+        seen.append(("changed", message.pk, new_status))
+
+    def failed(sender: Any, message: SmsMessage, **kw: Any) -> None:
+        seen.append(("failed", message.pk, message.status))
+
+    signals.sms_status_changed.connect(changed)
+    signals.sms_failed.connect(failed)
+    yield seen
+    signals.sms_status_changed.disconnect(changed)
+    signals.sms_failed.disconnect(failed)
+
+
+# -- send_at ------------------------------------------------------------------------------
+
+
+def test_scheduled_message_reaches_exotel_only_once_due(sandbox, clock, enqueued) -> None:
+    at = clock.now + timedelta(hours=1)
+    message = SmsMessage.objects.send("+919876500001", "Your appointment is at 10", send_at=at)
+    assert (message.status, message.status_reason) == (status.PENDING, scheduling.SCHEDULED)
+    assert message.send_at == at and message.deferred_until == at
+    assert enqueued == []  # nothing waits on the broker for an hour
+
+    clock.advance(minutes=59)
+    tasks.release_due()
+    sending.deliver_message(message.pk)  # a stray run claims nothing before its time
+    assert enqueued == [] and sent_to(sandbox) == []
+
+    clock.advance(minutes=1)
+    tasks.release_due()
+    assert enqueued == [("send_message", message.pk, None)]
+    run(enqueued)
+    assert sent_to(sandbox) == ["+919876500001"]
+    message.refresh_from_db()
+    assert message.status == status.QUEUED and message.status_reason == ""
+    tasks.release_due()
+    assert enqueued == []  # released once
+
+
+def test_reconcile_releases_due_scheduled_work_without_the_beat_entry(
+    sandbox, clock, enqueued
+) -> None:
+    batch = SmsMessage.objects.send_bulk(
+        to=numbers(3), body="Sale starts now", send_at=clock.now + timedelta(minutes=5)
+    )
+    assert enqueued == []
+    assert reconcile.run().batches_to_resume == frozenset()
+    clock.advance(minutes=5)
+    report = reconcile.run()
+    assert report.batches_to_resume == {batch.pk} and report.released == 1
+    sending.deliver_batch(batch.pk)
+    assert sorted(sent_to(sandbox)) == numbers(3)
+
+
+def test_a_task_never_waits_for_a_scheduled_row_in_a_countdown(clock, enqueued) -> None:
+    batch = SmsMessage.objects.send_bulk(
+        to=numbers(2), body="Tomorrow", send_at=clock.now + timedelta(days=1)
+    )
+    tasks.send_batch.run(batch.pk)  # e.g. a run left over from before it was scheduled
+    message = SmsMessage.objects.send("+919876500009", "Later", send_at=clock.now + timedelta(hours=2))
+    tasks.send_message.run(message.pk)
+    assert enqueued == []  # no self-rescheduling countdown of a day or two hours
+
+
+def test_a_retry_backoff_still_comes_back_by_countdown(clock, enqueued, settings) -> None:
+    message = SmsMessage.objects.send("+919876500010", "Retry me")
+    run(enqueued)
+    SmsMessage.objects.filter(pk=message.pk).update(
+        status=status.PENDING, next_attempt_at=clock.now + timedelta(seconds=1.5)
+    )
+    tasks.send_message.run(message.pk)
+    assert enqueued == [("send_message", message.pk, 1.5)]
+
+
+def test_send_at_and_expiry_are_validated_before_anything_is_saved(clock) -> None:
+    with pytest.raises(SmsValidationError) as naive:
+        SmsMessage.objects.send("+919876500002", "x", send_at=datetime(2026, 3, 3, 9, 0))
+    assert "aware" in naive.value.message_dict["send_at"][0]
+    with pytest.raises(SmsValidationError) as early:
+        SmsMessage.objects.send(
+            "+919876500002",
+            "x",
+            send_at=clock.now + timedelta(hours=2),
+            expires_at=clock.now + timedelta(hours=1),
+        )
+    assert "expire" in early.value.message_dict["expires_at"][0]
+    with pytest.raises(SmsValidationError) as bad:
+        SmsMessage.objects.send_bulk(to=numbers(2), body="x", valid_for=-5)
+    assert "valid_for" in bad.value.message_dict
+    assert SmsMessage.objects.count() == 0 and SmsBatch.objects.count() == 0
+
+
+def test_a_send_at_already_past_sends_at_once(clock, enqueued) -> None:
+    message = SmsMessage.objects.send("+919876500003", "x", send_at=clock.now - timedelta(minutes=1))
+    assert message.send_at is None and message.next_attempt_at is None
+    assert enqueued == [("send_message", message.pk, None)]
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+
+def test_expiry_defaults_template_then_sms_type_explicit_wins(clock, settings) -> None:
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "VALID_FOR": {"transactional": 3600}}
+    otp = SmsTemplate.objects.create(
+        name="otp", body="Your OTP is {#var#}", valid_for=timedelta(minutes=10)
+    )
+    now = clock.now
+    from_template = otp.send("+919876500004", ["1234"], send_async=False)
+    assert from_template.expires_at == now + timedelta(minutes=10)
+    from_type = SmsMessage.objects.send("+919876500005", "hi", send_async=False)
+    assert from_type.expires_at == now + timedelta(hours=1)
+    explicit = otp.send("+919876500006", ["1"], valid_for=timedelta(minutes=2), send_async=False)
+    assert explicit.expires_at == now + timedelta(minutes=2)
+    at = now + timedelta(minutes=30)
+    scheduled = SmsMessage.objects.send("+919876500007", "hi", send_at=at, valid_for=60)
+    assert scheduled.expires_at == at + timedelta(seconds=60)  # counted from send_at
+    promo = SmsMessage.objects.send("+919876500008", "hi", sms_type="promotional")
+    assert promo.expires_at is None  # no default for promotional: never expires
+
+
+def test_expired_messages_never_reach_exotel_and_signal_once(
+    sandbox, clock, enqueued, status_signals
+) -> None:
+    batch = SmsMessage.objects.send_bulk(to=numbers(5), body="Your OTP is 1234", valid_for=60)
+    single = SmsMessage.objects.send("+919876500011", "Your OTP is 9", valid_for=60)
+    clock.advance(seconds=61)  # a backlog: the workers come too late
+    run(enqueued)
+    assert sent_to(sandbox) == []
+    pks = [*batch.messages.values_list("pk", flat=True), single.pk]
+    statuses = set(SmsMessage.objects.filter(pk__in=pks).values_list("status", flat=True))
+    assert statuses == {status.EXPIRED}
+    assert sorted(status_signals) == sorted(("changed", pk, status.EXPIRED) for pk in pks)
+    reconcile.run()  # closing again changes nothing and signals nothing
+    assert len(status_signals) == len(pks)
+    assert StatusEvent.objects.filter(status=status.EXPIRED).count() == len(pks)
+
+
+def _stale_backlog(n: int, clock: Clock) -> None:
+    SmsMessage.objects.bulk_create(
+        SmsMessage(to=f"+9198765{i:05d}", body="OTP", expires_at=clock.now - timedelta(seconds=1))
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("backlog", [150, 1500])
+def test_a_stale_backlog_expires_in_a_few_queries(clock, backlog) -> None:
+    _stale_backlog(backlog, clock)
+    with CaptureQueriesContext(connection) as ctx:
+        expired = gate.expire_all(clock.now)
+    assert expired == backlog
+    # No query per message: the history rows go in bulk INSERTs (SQLite caps one at
+    # ~110 rows), everything else is a constant handful.
+    others = [q for q in ctx.captured_queries if not q["sql"].startswith("INSERT")]
+    assert len(others) <= 8, [q["sql"][:80] for q in others]
+    inserts = len(ctx.captured_queries) - len(others)
+    assert inserts <= 1 + backlog // 100
+    assert SmsMessage.objects.filter(status=status.EXPIRED).count() == backlog
+
+
+# -- windows -----------------------------------------------------------------------------
+
+
+def test_a_promotional_batch_stops_at_the_close_and_completes_after_the_opening(
+    sandbox, clock, enqueued, monkeypatch
+) -> None:
+    clock.set(datetime(2026, 3, 2, 20, 50, tzinfo=IST))  # 10 minutes before the close
+    real_claim = sending._claim
+
+    def slow_claim(base: Any, limit: int) -> Any:
+        claim = real_claim(base, limit)
+        clock.advance(minutes=2)  # each chunk of 100 takes two (simulated) minutes
+        return claim
+
+    monkeypatch.setattr(sending, "_claim", slow_claim)
+    recipients = numbers(1000)
+    batch = SmsMessage.objects.send_bulk(to=recipients, body="50% off", sms_type="promotional")
+    run(enqueued)  # the batch's runs: the first does the work, the second finds it closed
+    assert clock.now >= datetime(2026, 3, 2, 21, 0, tzinfo=IST)
+    before_close = sent_to(sandbox)
+    assert len(before_close) == 500  # chunks claimed at 20:50, :52, :54, :56 and :58
+
+    waiting = batch.messages.filter(status=status.PENDING)
+    opening = datetime(2026, 3, 3, 10, 0, tzinfo=IST)
+    assert waiting.count() == 500
+    assert set(waiting.values_list("status_reason", "next_attempt_at")) == {
+        (scheduling.WINDOW, opening)
+    }
+    assert enqueued == []  # the night is spent in the database, not in a countdown
+
+    clock.set(opening - timedelta(seconds=1))
+    tasks.release_due()
+    run(enqueued)
+    assert len(sent_to(sandbox)) == 500  # nothing leaves during the night
+
+    clock.set(opening)
+    tasks.release_due()
+    assert [name for name, *_ in enqueued] == ["send_batch", "send_batch"]
+    run(enqueued)
+    assert sorted(sent_to(sandbox)) == recipients  # every number, each once
+    assert batch.messages.exclude(status=status.QUEUED).count() == 0
+
+
+def test_a_promotional_message_outside_the_window_is_deferred_visibly(clock, enqueued) -> None:
+    clock.set(datetime(2026, 3, 2, 22, 15, tzinfo=IST))
+    promo = SmsMessage.objects.send("+919876500020", "Sale", sms_type="promotional")
+    opening = datetime(2026, 3, 3, 10, 0, tzinfo=IST)
+    assert (promo.status_reason, promo.deferred_until) == (scheduling.WINDOW, opening)
+    abroad = SmsMessage.objects.send("+447911123456", "Sale", sms_type="promotional")
+    otp = SmsMessage.objects.send("+919876500021", "Your OTP is 12")
+    assert abroad.next_attempt_at is None and otp.next_attempt_at is None  # not governed
+    assert sorted(pk for _, pk, _ in enqueued) == sorted([abroad.pk, otp.pk])
+    # Scheduled inside the night: deferred to the opening, the later of the two.
+    late = SmsMessage.objects.send(
+        "+919876500022", "Sale", sms_type="promotional", send_at=clock.now + timedelta(hours=1)
+    )
+    assert (late.status_reason, late.next_attempt_at) == (scheduling.WINDOW, opening)
+
+
+def test_transactional_windows_apply_only_when_configured(clock, enqueued, settings) -> None:
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "SENDING_WINDOWS": [
+            {"sms_types": ["transactional"], "regions": ["*"], "start": "22:00", "end": "06:00",
+             "timezone": "Asia/Kolkata"}
+        ],
+    }
+    clock.set(datetime(2026, 3, 2, 12, 0, tzinfo=IST))
+    held = SmsMessage.objects.send("+919876500030", "Quiet hours only")
+    assert held.deferred_until == datetime(2026, 3, 2, 22, 0, tzinfo=IST)
+    clock.set(datetime(2026, 3, 3, 5, 59, tzinfo=IST))  # overnight window still open
+    assert SmsMessage.objects.send("+919876500031", "now").next_attempt_at is None
+
+
+@pytest.mark.parametrize(
+    ("local", "is_open", "opening"),
+    [
+        ((9, 59), False, (2, 10, 0)),
+        ((10, 0), True, (2, 10, 0)),  # opening "at or after now"
+        ((20, 59), True, (3, 10, 0)),
+        ((21, 0), False, (3, 10, 0)),
+    ],
+)
+def test_window_opening_arithmetic(local, is_open, opening) -> None:
+    window = scheduling.parse_windows(
+        [{"sms_types": ["promotional"], "regions": ["IN"], "start": "10:00", "end": "21:00",
+          "timezone": "Asia/Kolkata"}]
+    )[0]
+    now = datetime(2026, 3, 2, *local, tzinfo=IST).astimezone(UTC)
+    assert window.is_open(now) is is_open
+    day, hour, minute = opening
+    assert window.next_opening(now) == datetime(2026, 3, day, hour, minute, tzinfo=IST)
+    assert window.governs("promotional", "+919876500000")
+    assert not window.governs("promotional", "+14155550100")
+    assert not window.governs("", "+919876500000")
+
+
+# -- cancellation ------------------------------------------------------------------------
+
+
+def test_cancel_message_batch_and_queryset(sandbox, clock, enqueued, status_signals) -> None:
+    later = clock.now + timedelta(hours=1)
+    message = SmsMessage.objects.send("+919876500040", "x", send_at=later)
+    assert message.cancel() is True
+    assert (message.status, message.status_reason) == (status.CANCELLED, "cancelled")
+    assert message.cancel() is False
+
+    batch = SmsMessage.objects.send_bulk(to=numbers(6), body="x", send_at=later)
+    rows = list(batch.messages.order_by("pk"))
+    # One row already claimed by a worker, one already handed to Exotel and answered.
+    SmsMessage.objects.filter(pk=rows[0].pk).update(status=status.SUBMITTING)
+    SmsMessage.objects.filter(pk=rows[1].pk).update(status=status.SENT)
+    result = batch.cancel()
+    assert result.as_dict() == {"cancelled": 4, "on_their_way": 1, "already_final": 1}
+
+    clock.advance(hours=2)
+    tasks.release_due()
+    run(enqueued)
+    assert sent_to(sandbox) == []
+    cancelled = [("changed", r.pk, status.CANCELLED) for r in rows[2:]]
+    assert sorted(status_signals) == sorted([("changed", message.pk, "cancelled"), *cancelled])
+    other = SmsMessage.objects.send("+919876500041", "x", send_at=later + timedelta(hours=5))
+    assert SmsMessage.objects.filter(to="+919876500041").cancel().cancelled == 1
+    other.refresh_from_db()
+    assert other.status == status.CANCELLED
