@@ -97,7 +97,9 @@ def _parse_time(value: Any, where: str) -> time:
     try:
         return time.fromisoformat(str(value))
     except ValueError:
-        raise ImproperlyConfigured(f"{where} must be a time such as '10:00'; got {value!r}.") from None
+        raise ImproperlyConfigured(
+            f"{where} must be a time such as '10:00'; got {value!r}."
+        ) from None
 
 
 def parse_windows(value: Any) -> list[Window]:
@@ -378,9 +380,9 @@ def release(now: datetime | None = None, limit: int = 1000) -> Release:
         .distinct()[:limit]
     )
     singles = set(
-        due.filter(batch__isnull=True).order_by("next_attempt_at").values_list("pk", flat=True)[
-            :limit
-        ]
+        due.filter(batch__isnull=True)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
     )
     if batches:
         gate.due(SmsMessage.objects.filter(batch_id__in=batches), now).filter(
@@ -412,7 +414,6 @@ def next_due(qs: QuerySet[SmsMessage], now: datetime, horizon: float) -> float |
     return max(0.0, (due - now).total_seconds())
 
 
-
 # -- cancellation ------------------------------------------------------------------------
 
 
@@ -433,7 +434,9 @@ class CancelResult:
         }
 
 
-def cancel(qs: QuerySet[SmsMessage], reason: str = "cancelled", chunk: int = 10_000) -> CancelResult:
+def cancel(
+    qs: QuerySet[SmsMessage], reason: str = "cancelled", chunk: int = 10_000
+) -> CancelResult:
     """Cancel every row of ``qs`` not yet claimed; race-free with the claim.
 
     Goes through ``gate.close``, which locks and moves only rows still ``pending``: a
@@ -451,9 +454,7 @@ def cancel(qs: QuerySet[SmsMessage], reason: str = "cancelled", chunk: int = 10_
         )
         if not pks:
             break
-        cancelled += len(
-            gate.close(dict.fromkeys(pks, reason), status.CANCELLED, note="cancelled")
-        )
+        cancelled += len(gate.close(dict.fromkeys(pks, reason), status.CANCELLED, note="cancelled"))
         last = pks[-1]
     counts = dict(
         qs.exclude(status=status.PENDING)

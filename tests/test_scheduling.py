@@ -8,6 +8,8 @@ worker would: so a test also sees that nothing sat in a countdown.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +24,7 @@ from django_exotel_sms import gate, reconcile, scheduling, sending, signals, sta
 from django_exotel_sms.compose import SmsValidationError
 from django_exotel_sms.models import SmsBatch, SmsMessage, SmsTemplate, StatusEvent
 from django_exotel_sms.sandbox import SandboxServer
-from tests.helpers import numbers
+from tests.helpers import needs_row_locks, numbers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,7 +143,9 @@ def test_a_task_never_waits_for_a_scheduled_row_in_a_countdown(clock, enqueued) 
         to=numbers(2), body="Tomorrow", send_at=clock.now + timedelta(days=1)
     )
     tasks.send_batch.run(batch.pk)  # e.g. a run left over from before it was scheduled
-    message = SmsMessage.objects.send("+919876500009", "Later", send_at=clock.now + timedelta(hours=2))
+    message = SmsMessage.objects.send(
+        "+919876500009", "Later", send_at=clock.now + timedelta(hours=2)
+    )
     tasks.send_message.run(message.pk)
     assert enqueued == []  # no self-rescheduling countdown of a day or two hours
 
@@ -175,7 +179,9 @@ def test_send_at_and_expiry_are_validated_before_anything_is_saved(clock) -> Non
 
 
 def test_a_send_at_already_past_sends_at_once(clock, enqueued) -> None:
-    message = SmsMessage.objects.send("+919876500003", "x", send_at=clock.now - timedelta(minutes=1))
+    message = SmsMessage.objects.send(
+        "+919876500003", "x", send_at=clock.now - timedelta(minutes=1)
+    )
     assert message.send_at is None and message.next_attempt_at is None
     assert enqueued == [("send_message", message.pk, None)]
 
@@ -304,8 +310,13 @@ def test_transactional_windows_apply_only_when_configured(clock, enqueued, setti
     settings.EXOTEL_SMS = {
         **settings.EXOTEL_SMS,
         "SENDING_WINDOWS": [
-            {"sms_types": ["transactional"], "regions": ["*"], "start": "22:00", "end": "06:00",
-             "timezone": "Asia/Kolkata"}
+            {
+                "sms_types": ["transactional"],
+                "regions": ["*"],
+                "start": "22:00",
+                "end": "06:00",
+                "timezone": "Asia/Kolkata",
+            }
         ],
     }
     clock.set(datetime(2026, 3, 2, 12, 0, tzinfo=IST))
@@ -326,8 +337,15 @@ def test_transactional_windows_apply_only_when_configured(clock, enqueued, setti
 )
 def test_window_opening_arithmetic(local, is_open, opening) -> None:
     window = scheduling.parse_windows(
-        [{"sms_types": ["promotional"], "regions": ["IN"], "start": "10:00", "end": "21:00",
-          "timezone": "Asia/Kolkata"}]
+        [
+            {
+                "sms_types": ["promotional"],
+                "regions": ["IN"],
+                "start": "10:00",
+                "end": "21:00",
+                "timezone": "Asia/Kolkata",
+            }
+        ]
     )[0]
     now = datetime(2026, 3, 2, *local, tzinfo=IST).astimezone(UTC)
     assert window.is_open(now) is is_open
@@ -366,3 +384,55 @@ def test_cancel_message_batch_and_queryset(sandbox, clock, enqueued, status_sign
     assert SmsMessage.objects.filter(to="+919876500041").cancel().cancelled == 1
     other.refresh_from_db()
     assert other.status == status.CANCELLED
+
+
+@needs_row_locks
+def test_cancel_racing_a_claim_never_both_cancels_and_sends(sandbox, enqueued, monkeypatch) -> None:
+    """The worker's claim holds its first chunk's row locks while the batch is cancelled."""
+    recipients = numbers(1000, start=700_000)
+    batch = SmsMessage.objects.send_bulk(to=recipients, body="Flash sale")
+    locked = threading.Event()
+    real_f = sending.F
+
+    def f_pausing_inside_the_claim(name: str) -> Any:
+        # F("attempts") is built after the claim locked its rows and before it moves them.
+        if not locked.is_set():
+            locked.set()
+            time.sleep(0.5)
+        return real_f(name)
+
+    monkeypatch.setattr(sending, "F", f_pausing_inside_the_claim)
+    results: list[scheduling.CancelResult] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            sending.deliver_batch(batch.pk)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def canceller() -> None:
+        try:
+            assert locked.wait(10)
+            results.append(batch.cancel())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=canceller)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    final = dict(batch.messages.values_list("to", "status"))
+    cancelled = {to for to, s in final.items() if s == status.CANCELLED}
+    sent = sent_to(sandbox)
+    assert not cancelled & set(sent)  # never both
+    assert sorted(sent) == recipients[:100]  # the claimed chunk leaves, once
+    assert len(cancelled) == 900
+    (result,) = results
+    assert result.cancelled == 900 and result.on_their_way + result.already_final == 100
