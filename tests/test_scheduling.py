@@ -436,3 +436,71 @@ def test_cancel_racing_a_claim_never_both_cancels_and_sends(sandbox, enqueued, m
     assert len(cancelled) == 900
     (result,) = results
     assert result.cancelled == 900 and result.on_their_way + result.already_final == 100
+
+
+# -- surfaces: REST API ------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_as(django_user_model):
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIClient
+
+    def make(*codenames: str) -> APIClient:
+        user = django_user_model.objects.create_user(username=f"u{len(codenames)}")
+        user.user_permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label="django_exotel_sms", codename__in=codenames
+            )
+        )
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make
+
+
+def test_api_schedules_shows_deferral_and_cancels(clock, enqueued, api_as) -> None:
+    api = api_as("add_smsmessage", "view_smsmessage", "change_smsmessage", "view_smsbatch")
+    at = clock.now + timedelta(hours=3)
+    created = api.post(
+        "/api/sms/messages/",
+        {"to": "+919876500050", "body": "Reminder", "send_at": at.isoformat(), "valid_for": 600},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    data = created.json()
+    assert data["status"] == "pending" and data["status_reason"] == "scheduled"
+    assert datetime.fromisoformat(data["deferred_until"]) == at
+    assert datetime.fromisoformat(data["expires_at"]) == at + timedelta(seconds=600)
+    assert enqueued == []
+
+    bulk = api.post(
+        "/api/sms/messages/bulk/",
+        {"to": numbers(3), "body": "Sale", "sms_type": "promotional", "send_at": at.isoformat()},
+        format="json",
+    )
+    assert bulk.status_code == 201, bulk.content
+    batch_id = bulk.json()["id"]
+    one = SmsMessage.objects.filter(batch_id=batch_id).order_by("pk").first()
+    assert one is not None
+    SmsMessage.objects.filter(pk=one.pk).update(status=status.SUBMITTING)  # a worker has it
+
+    answer = api.post(f"/api/sms/batches/{batch_id}/cancel/")
+    assert answer.status_code == 200
+    assert answer.json() == {"cancelled": 2, "on_their_way": 1, "already_final": 0}
+    single = api.post(f"/api/sms/messages/{data['id']}/cancel/")
+    assert single.json() == {"cancelled": 1, "on_their_way": 0, "already_final": 0}
+    again = api.post(f"/api/sms/messages/{data['id']}/cancel/")
+    assert again.json() == {"cancelled": 0, "on_their_way": 0, "already_final": 1}
+    assert api.get(f"/api/sms/messages/{data['id']}/").json()["status"] == "cancelled"
+
+    bad = api.post(
+        "/api/sms/messages/",
+        {"to": "+919876500051", "body": "x", "expires_at": (clock.now - timedelta(1)).isoformat()},
+        format="json",
+    )
+    assert bad.status_code == 400 and "expires_at" in bad.json()
+
+    reader = api_as("view_smsmessage", "view_smsbatch")
+    assert reader.post(f"/api/sms/batches/{batch_id}/cancel/").status_code == 403
