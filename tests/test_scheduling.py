@@ -504,3 +504,48 @@ def test_api_schedules_shows_deferral_and_cancels(clock, enqueued, api_as) -> No
 
     reader = api_as("view_smsmessage", "view_smsbatch")
     assert reader.post(f"/api/sms/batches/{batch_id}/cancel/").status_code == 403
+
+
+# -- surfaces: admin ---------------------------------------------------------------------
+
+
+def test_admin_shows_deferral_and_cancels_after_confirmation(clock, enqueued, admin_client) -> None:
+    clock.set(datetime(2026, 3, 2, 22, 0, tzinfo=IST))
+    promo = SmsMessage.objects.send("+919876500060", "Sale", sms_type="promotional")
+    changelist = "/admin/django_exotel_sms/smsmessage/"
+    page = admin_client.get(changelist).content.decode()
+    assert "deferred until 2026-03-03" in page and "sending window" in page
+
+    ask = admin_client.post(
+        changelist, {"action": "cancel_messages", "_selected_action": [promo.pk], "index": "0"}
+    )
+    assert ask.status_code == 200 and 'name="post" value="yes"' in ask.content.decode()
+    promo.refresh_from_db()
+    assert promo.status == status.PENDING  # only the confirmation cancels
+    done = admin_client.post(
+        changelist,
+        {"action": "cancel_messages", "_selected_action": [promo.pk], "post": "yes"},
+        follow=True,
+    )
+    assert "Cancelled 1 message" in done.content.decode()
+    promo.refresh_from_db()
+    assert promo.status == status.CANCELLED
+
+    batch = SmsMessage.objects.send_bulk(to=numbers(4), body="Sale", sms_type="promotional")
+    first = batch.messages.order_by("pk").first()
+    assert first is not None
+    SmsMessage.objects.filter(pk=first.pk).update(status=status.SUBMITTING)
+    batches = "/admin/django_exotel_sms/smsbatch/"
+    ask = admin_client.post(
+        batches, {"action": "cancel_batches", "_selected_action": [batch.pk], "index": "0"}
+    )
+    assert ask.status_code == 200 and "Not sent yet" in ask.content.decode()
+    assert batch.messages.filter(status=status.PENDING).count() == 3
+    done = admin_client.post(
+        batches,
+        {"action": "cancel_batches", "_selected_action": [batch.pk], "post": "yes"},
+        follow=True,
+    )
+    text = done.content.decode()
+    assert "Cancelled 3 messages" in text and "1 already on their way" in text
+    assert batch.messages.filter(status=status.CANCELLED).count() == 3

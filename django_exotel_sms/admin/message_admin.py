@@ -7,12 +7,13 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from .. import phone, status
+from .. import phone, scheduling, status
 from ..conf import get_settings
 from ..models import ClickEvent, SmsMessage, StatusEvent
 from . import actions
@@ -104,6 +105,10 @@ _DELIVERY_FIELDS = (
     "submitted_at",
     "sent_at",
     "updated_at",
+    "status_reason",
+    "send_at",
+    "expires_at",
+    "waiting",
     "next_attempt_at",
     "claimed_at",
     "request_started_at",
@@ -121,6 +126,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         "detailed",
         "created_at",
         "sent_at",
+        "waiting",
     )
     list_display_links = ("status_badge", "to")
     list_filter = (
@@ -140,7 +146,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     raw_id_fields = ("template", "batch")
     # Sorting other columns would sort millions of rows without an index.
     sortable_by = ("created_at",)
-    actions = (actions.resend_messages, actions.refresh_status)
+    actions = (actions.resend_messages, actions.refresh_status, actions.cancel_messages)
     inlines = (StatusEventInline, ClickEventInline)
     fieldsets = (
         (None, {"fields": _MAIN_FIELDS}),
@@ -174,6 +180,19 @@ class SmsMessageAdmin(ReadOnlyAdmin):
             "" if obj.detailed_status_code is None else obj.detailed_status_code,
             obj.detailed_status,
         )
+
+    @admin.display(description=_("waiting"))
+    def waiting(self, obj: SmsMessage) -> str:
+        """``deferred until ...`` for a pending message held for its time (and why)."""
+        until = obj.deferred_until
+        if until is None:
+            return "-"
+        local = timezone.localtime(until).strftime("%Y-%m-%d %H:%M:%S %Z")
+        why = {
+            scheduling.SCHEDULED: _("scheduled"),
+            scheduling.WINDOW: _("sending window"),
+        }.get(obj.status_reason, _("retry"))
+        return _("deferred until %(when)s (%(why)s)") % {"when": local, "why": why}
 
     @admin.display(description=_("meaning"))
     def detailed_status_description(self, obj: SmsMessage) -> str:
