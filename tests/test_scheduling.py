@@ -549,3 +549,32 @@ def test_admin_shows_deferral_and_cancels_after_confirmation(clock, enqueued, ad
     text = done.content.decode()
     assert "Cancelled 3 messages" in text and "1 already on their way" in text
     assert batch.messages.filter(status=status.CANCELLED).count() == 3
+
+
+# -- surfaces: exotel_send / exotel_reconcile --------------------------------------------
+
+
+def test_exotel_send_schedules_and_reconcile_releases(sandbox, clock, enqueued) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command(
+        "exotel_send",
+        "--to", "+919876500070", "--body", "Reminder", "--valid-for", "3600",
+        "--send-at", "2026-03-02T13:00:00+05:30",
+        stdout=out,
+    )  # fmt: skip
+    assert "deferred until 2026-03-02T13:00:00+05:30 (scheduled)" in out.getvalue()
+    message = SmsMessage.objects.get(to="+919876500070")
+    assert message.expires_at == datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+    with pytest.raises(CommandError, match="offset"):
+        call_command("exotel_send", "--to", "+919876500071", "--body", "x",
+                     "--send-at", "2026-03-02T13:00")  # fmt: skip
+
+    clock.set(datetime(2026, 3, 2, 7, 30, tzinfo=UTC))
+    report = StringIO()
+    call_command("exotel_reconcile", "--sync", stdout=report)
+    assert "Scheduled or deferred work now due:" in report.getvalue()
+    assert sent_to(sandbox) == ["+919876500070"]
