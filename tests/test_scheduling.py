@@ -578,3 +578,35 @@ def test_exotel_send_schedules_and_reconcile_releases(sandbox, clock, enqueued) 
     call_command("exotel_reconcile", "--sync", stdout=report)
     assert "Scheduled or deferred work now due:" in report.getvalue()
     assert sent_to(sandbox) == ["+919876500070"]
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def test_system_checks_name_the_wrong_scheduling_setting(settings) -> None:
+    from django_exotel_sms.checks import check_scheduling
+
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "SENDING_WINDOWS": [{"sms_types": ["promo"], "start": "10:00", "end": "21:00"}],
+        "VALID_FOR": {"transactional": -1},
+        "RELEASE_INTERVAL": 0,
+    }
+    settings.CELERY_BEAT_SCHEDULE = {
+        "reconcile": {"task": "django_exotel_sms.tasks.reconcile", "schedule": 300}
+    }
+    found = {m.id: m.msg for m in check_scheduling()}
+    assert set(found) == {
+        "django_exotel_sms.E050",
+        "django_exotel_sms.E051",
+        "django_exotel_sms.E052",
+        "django_exotel_sms.W050",
+    }
+    assert "['SENDING_WINDOWS'][0]['sms_types']" in found["django_exotel_sms.E050"]
+    assert "['VALID_FOR']['transactional']" in found["django_exotel_sms.E051"]
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "SENDING_WINDOWS": [], "VALID_FOR": {},
+                           "RELEASE_INTERVAL": 5}  # fmt: skip
+    settings.CELERY_BEAT_SCHEDULE = {
+        "release": {"task": "django_exotel_sms.tasks.release_due", "schedule": 5}
+    }
+    assert check_scheduling() == []
