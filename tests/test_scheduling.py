@@ -386,6 +386,23 @@ def test_cancel_message_batch_and_queryset(sandbox, clock, enqueued, status_sign
     assert other.status == status.CANCELLED
 
 
+def test_cancel_signals_only_after_commit(clock, enqueued, status_signals) -> None:
+    from django.db import transaction
+
+    message = SmsMessage.objects.send("+919876500045", "x", send_at=clock.now + timedelta(1))
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert message.cancel() is True
+        assert status_signals == []  # not yet: the transaction may still roll back
+        raise RuntimeError
+    assert status_signals == []
+    message.refresh_from_db()
+    assert message.status == status.PENDING
+    with transaction.atomic():
+        message.cancel()
+        assert status_signals == []
+    assert status_signals == [("changed", message.pk, status.CANCELLED)]  # no sms_failed
+
+
 @needs_row_locks
 def test_cancel_racing_a_claim_never_both_cancels_and_sends(sandbox, enqueued, monkeypatch) -> None:
     """The worker's claim holds its first chunk's row locks while the batch is cancelled."""

@@ -46,6 +46,7 @@ class SmsTemplateAdmin(ModelAdmin):
         "sender",
         "entity",
         "is_active",
+        "valid_for",
         "created_at",
         "updated_at",
     )
