@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,7 @@ from tests.helpers import needs_row_locks, numbers
 pytestmark = pytest.mark.django_db(transaction=True)
 
 IST = ZoneInfo("Asia/Kolkata")
+UTC = dt_timezone.utc
 
 
 class Clock:
