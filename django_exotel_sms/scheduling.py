@@ -259,10 +259,6 @@ class Timing:
     next_attempt_at: datetime | None
     status_reason: str
 
-    @property
-    def due_now(self) -> bool:
-        return self.next_attempt_at is None
-
     def fields(self) -> dict[str, Any]:
         return {
             "send_at": self.send_at,

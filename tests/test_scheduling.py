@@ -47,6 +47,14 @@ class Clock:
         self.now += timedelta(**delta)
 
 
+@pytest.fixture(autouse=True)
+def _default_windows(settings: Any) -> None:
+    """The shipped default windows (the test settings turn windows off)."""
+    from django_exotel_sms.conf import DEFAULTS
+
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "SENDING_WINDOWS": DEFAULTS["SENDING_WINDOWS"]}
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(datetime(2026, 3, 2, 6, 30, tzinfo=UTC))  # 12:00 in India: every window open
