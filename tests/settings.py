@@ -88,6 +88,14 @@ STATIC_URL = "/static/"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CELERY_TASK_ALWAYS_EAGER = False
+# A worker test may run an embedded beat (``worker -B``) with the release_due entry.
+if os.environ.get("TEST_BEAT_RELEASE_INTERVAL"):
+    CELERY_BEAT_SCHEDULE = {
+        "release-due": {
+            "task": "django_exotel_sms.tasks.release_due",
+            "schedule": float(os.environ["TEST_BEAT_RELEASE_INTERVAL"]),
+        }
+    }
 
 EXOTEL_SMS = {
     "ACCOUNT_SID": "sandbox",
