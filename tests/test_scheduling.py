@@ -637,3 +637,22 @@ def test_system_checks_name_the_wrong_scheduling_setting(settings) -> None:
         "release": {"task": "django_exotel_sms.tasks.release_due", "schedule": 5}
     }
     assert check_scheduling() == []
+
+
+def test_admin_test_send_takes_send_at_and_expires_at(clock, enqueued, admin_client) -> None:
+    tpl = SmsTemplate.objects.create(name="reminder", body="See you at {#var#}")
+    at = clock.now + timedelta(hours=2)
+    response = admin_client.post(
+        f"/admin/django_exotel_sms/smstemplate/{tpl.pk}/test-send/",
+        {
+            "to": "+919876500080",
+            "var1": "10",
+            "send_at": at.strftime("%Y-%m-%d %H:%M:%S"),  # read in TIME_ZONE (UTC here)
+            "expires_at": (at + timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S"),
+        },
+        follow=True,
+    )
+    assert "deferred until" in response.content.decode()
+    message = SmsMessage.objects.get(to="+919876500080")
+    assert (message.send_at, message.expires_at) == (at, at + timedelta(minutes=30))
+    assert enqueued == []

@@ -89,6 +89,16 @@ class TestSendForm(VariablesForm):
         max_length=32,
         help_text=_("A phone number; national numbers use the default region."),
     )
+    send_at = forms.DateTimeField(
+        label=_("Send at"),
+        required=False,
+        help_text=_("Optional: schedule it (e.g. 2026-03-03 09:00, in the site's time zone)."),
+    )
+    expires_at = forms.DateTimeField(
+        label=_("Expires at"),
+        required=False,
+        help_text=_("Optional: never send it after this time."),
+    )
 
 
 _KIND_HELP = {
