@@ -17,8 +17,8 @@ from django.db import models, router, transaction
 from . import scheduling, status
 
 if TYPE_CHECKING:
+    from .cancellation import CancelResult
     from .models import SmsBatch, SmsMessage, SmsTemplate
-    from .scheduling import CancelResult
 
 logger = logging.getLogger(__name__)
 MAX_LISTED_ERRORS = 20
@@ -85,8 +85,8 @@ class SmsMessageQuerySet(models.QuerySet["SmsMessage"]):
         return self.filter(status__in=status.FAILURE_STATUSES)
 
     def cancel(self, reason: str = "cancelled") -> CancelResult:
-        """Cancel the messages not yet claimed by a worker; see ``scheduling.cancel``."""
-        from .scheduling import cancel
+        """Cancel the messages not yet claimed by a worker; see ``cancellation.cancel``."""
+        from .cancellation import cancel
 
         return cancel(self, reason)
 

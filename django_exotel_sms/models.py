@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
-    from .scheduling import CancelResult
+    from .cancellation import CancelResult
 
 SMS_TYPE_CHOICES = [
     ("transactional", _("Transactional")),

@@ -21,7 +21,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_exotel_sms import gate, reconcile, scheduling, sending, signals, status, tasks
+from django_exotel_sms import (
+    cancellation,
+    gate,
+    reconcile,
+    scheduling,
+    sending,
+    signals,
+    status,
+    tasks,
+)
 from django_exotel_sms.compose import SmsValidationError
 from django_exotel_sms.models import SmsBatch, SmsMessage, SmsTemplate, StatusEvent
 from django_exotel_sms.sandbox import SandboxServer
@@ -429,7 +438,7 @@ def test_cancel_racing_a_claim_never_both_cancels_and_sends(sandbox, enqueued, m
         return real_f(name)
 
     monkeypatch.setattr(sending, "F", f_pausing_inside_the_claim)
-    results: list[scheduling.CancelResult] = []
+    results: list[cancellation.CancelResult] = []
     errors: list[BaseException] = []
 
     def worker() -> None:

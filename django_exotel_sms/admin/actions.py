@@ -26,7 +26,7 @@ from ..models import SmsMessage
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
-    from ..scheduling import CancelResult
+    from ..cancellation import CancelResult
 
     MessageAdmin = ModelAdmin[SmsMessage]
 else:
