@@ -285,3 +285,51 @@ def _check_claim_timeout(
         )
     )
     return out
+
+
+RELEASE_TASK = "django_exotel_sms.tasks.release_due"
+
+
+@register(Tags.compatibility)
+def check_scheduling(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """SENDING_WINDOWS, VALID_FOR, RELEASE_INTERVAL and the release_due beat entry."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from . import scheduling
+
+    raw = getattr(settings, conf.SETTINGS_NAME, None)
+    if not isinstance(raw, dict):
+        return []  # check_settings reports it
+    s = {**conf.DEFAULTS, **raw}
+    name = conf.SETTINGS_NAME
+    out: list[CheckMessage] = []
+    for key, parse, ident in (
+        ("SENDING_WINDOWS", scheduling.parse_windows, "E050"),
+        ("VALID_FOR", scheduling.parse_valid_for, "E051"),
+    ):
+        try:
+            parse(s[key])
+        except ImproperlyConfigured as exc:
+            out.append(Error(str(exc), id=f"{_ID}.{ident}"))
+    interval = s["RELEASE_INTERVAL"]
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        out.append(
+            Error(
+                f"{name}['RELEASE_INTERVAL'] must be a positive number of seconds.",
+                id=f"{_ID}.E052",
+            )
+        )
+    beat = getattr(settings, "CELERY_BEAT_SCHEDULE", None)
+    if isinstance(beat, dict) and beat:
+        tasks = {entry.get("task") for entry in beat.values() if isinstance(entry, dict)}
+        if RELEASE_TASK not in tasks:
+            out.append(
+                Warning(
+                    "CELERY_BEAT_SCHEDULE has no entry for release_due: scheduled and "
+                    "window-deferred SMS leave only when reconcile runs.",
+                    hint=f"Add {{'task': '{RELEASE_TASK}', 'schedule': "
+                    f"{name}['RELEASE_INTERVAL']}} to CELERY_BEAT_SCHEDULE.",
+                    id=f"{_ID}.W050",
+                )
+            )
+    return out

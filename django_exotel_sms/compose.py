@@ -7,13 +7,14 @@ the rules and their error texts are the same everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.utils.module_loading import import_string
 
-from . import dlt, encoding, phone
+from . import dlt, encoding, phone, scheduling
 from .conf import account_key_path, get_account, get_settings
 
 if TYPE_CHECKING:
@@ -205,6 +206,9 @@ class Composer:
         encoding_type: str | None = None,
         shorten_urls: bool | None = None,
         shorten_url_params: Mapping[str, Any] | None = None,
+        send_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        valid_for: timedelta | float | None = None,
     ) -> dict[str, Any]:
         """Model field values for one message, or SmsValidationError naming every problem."""
         errors: dict[str, list[str]] = {}
@@ -332,10 +336,20 @@ class Composer:
             problem = _shorten_url_params_problem(shorten_url_params)
             if problem:
                 errors.setdefault("shorten_url_params", []).append(problem)
+        timing, timing_errors = scheduling.plan(
+            number,
+            sms_type,
+            send_at=send_at,
+            expires_at=expires_at,
+            valid_for=valid_for,
+            template=tpl,
+        )
+        errors.update(timing_errors)
         if errors:
             raise SmsValidationError(errors)
-        assert body is not None and segments is not None
+        assert body is not None and segments is not None and timing is not None
         return {
+            **timing.fields(),
             "to": number,
             "body": body,
             "sender": sender,

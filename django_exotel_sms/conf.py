@@ -82,6 +82,18 @@ DEFAULTS: dict[str, Any] = {
     # Recipients per REST bulk request; bigger imports go through send_bulk() or exotel_send.
     "API_MAX_BULK": 10_000,
     "TASK_QUEUE": None,
+    # Hours of the day per SMS type and region (scheduling.py); [] sends at any hour.
+    "SENDING_WINDOWS": [
+        {
+            "sms_types": ["promotional"],
+            "regions": ["IN"],
+            "start": "10:00",
+            "end": "21:00",
+            "timezone": "Asia/Kolkata",
+        }
+    ],
+    "VALID_FOR": {},  # SMS type -> seconds a message may wait before it expires
+    "RELEASE_INTERVAL": 5.0,  # seconds between release_due beat runs: scheduled sends' delay
 }
 
 
@@ -131,6 +143,9 @@ class ExotelSmsSettings:
     api_max_bulk: int
     rate_limit_storage: str | None
     task_queue: str | None
+    sending_windows: Any = None
+    valid_for: Any = None
+    release_interval: float = 5.0
 
     @property
     def at_least_once(self) -> bool:
@@ -199,6 +214,9 @@ def get_settings() -> ExotelSmsSettings:
         api_max_bulk=int(s["API_MAX_BULK"]),
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
+        sending_windows=s["SENDING_WINDOWS"],
+        valid_for=s["VALID_FOR"],
+        release_interval=float(s["RELEASE_INTERVAL"]),
     )
 
 

@@ -22,7 +22,7 @@ from django.db import router, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import signals, status
+from . import scheduling, signals, status
 from .models import SmsMessage, StatusEvent
 
 
@@ -31,22 +31,53 @@ def _db() -> str:
 
 
 def due(qs: QuerySet[SmsMessage], now: datetime) -> QuerySet[SmsMessage]:
-    """The rows of ``qs`` that may be claimed now: pending, not before now, not expired."""
-    return qs.filter(
+    """The rows of ``qs`` that may be claimed now.
+
+    Pending, not-before passed, not expired, and not governed by a sending window that
+    is closed at ``now``: a batch still sending at the close stops claiming there.
+    """
+    qs = qs.filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
         Q(expires_at__isnull=True) | Q(expires_at__gt=now),
         status=status.PENDING,
     )
+    held = scheduling.closed(now)
+    return qs if held is None else qs.exclude(held)
 
 
 def expire(qs: QuerySet[SmsMessage], now: datetime, limit: int = 10_000) -> int:
-    """Close the pending rows of ``qs`` whose expiry has passed; set-based, never one by one."""
+    """Settle the pending rows of ``qs`` the claim skipped; returns how many expired.
+
+    Set-based, never one by one: expired rows are closed as ``expired`` (``limit`` per
+    call), and rows a closed window holds get its next opening as their visible
+    "not before".
+    """
+    scheduling.defer(qs, now)
+    return _close_expired(qs, now, limit)
+
+
+def _close_expired(qs: QuerySet[SmsMessage], now: datetime, limit: int) -> int:
     pks = list(
-        qs.filter(status=status.PENDING, expires_at__lte=now).values_list("pk", flat=True)[:limit]
+        qs.filter(status=status.PENDING, expires_at__lte=now)
+        .order_by()
+        .values_list("pk", flat=True)[:limit]
     )
     if not pks:
         return 0
     return len(close(dict.fromkeys(pks, "expired"), status.EXPIRED, note="expired before sending"))
+
+
+def expire_all(now: datetime, limit: int = 10_000, rounds: int = 100) -> int:
+    """Expire every stale pending row (reconciliation): ``limit`` rows per round."""
+    qs = SmsMessage.objects.all()
+    scheduling.defer(qs, now)
+    total = 0
+    for _ in range(rounds):
+        n = _close_expired(qs, now, limit)
+        total += n
+        if n < limit:
+            break
+    return total
 
 
 def screen(rows: Sequence[Mapping[str, Any]], now: datetime) -> dict[int, str]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import models, router, transaction
 
-from . import status
+from . import scheduling, status
 
 if TYPE_CHECKING:
+    from .cancellation import CancelResult
     from .models import SmsBatch, SmsMessage, SmsTemplate
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,12 @@ class SmsMessageQuerySet(models.QuerySet["SmsMessage"]):
     def failed(self) -> SmsMessageQuerySet:
         return self.filter(status__in=status.FAILURE_STATUSES)
 
+    def cancel(self, reason: str = "cancelled") -> CancelResult:
+        """Cancel the messages not yet claimed by a worker; see ``cancellation.cancel``."""
+        from .cancellation import cancel
+
+        return cancel(self, reason)
+
 
 class SmsMessageManager(models.Manager["SmsMessage"]):
     def get_queryset(self) -> SmsMessageQuerySet:
@@ -110,6 +118,9 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         shorten_urls: bool | None = None,
         shorten_url_params: Mapping[str, Any] | None = None,
         account: str | None = None,
+        send_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        valid_for: timedelta | float | None = None,
         send_async: bool = True,
     ) -> SmsMessage:
         """Validate, save and send one SMS; returns the saved message.
@@ -117,6 +128,10 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         Raises ``SmsValidationError`` (nothing saved) when the input is invalid. With
         ``send_async=False`` the message is sent in this process once the surrounding
         transaction (if any) commits, through the same code as the Celery task.
+
+        ``send_at`` (aware datetime) schedules it; ``expires_at`` or ``valid_for`` (a
+        timedelta or seconds) make it expire if not handed to Exotel by then. A message
+        not due now is saved pending and left to ``release_due``: nothing is enqueued.
         """
         from .compose import Composer
 
@@ -134,12 +149,16 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             encoding_type=encoding,
             shorten_urls=shorten_urls,
             shorten_url_params=shorten_url_params,
+            send_at=send_at,
+            expires_at=expires_at,
+            valid_for=valid_for,
         )
         using = self._db or router.db_for_write(self.model)
         with transaction.atomic(using=using):
             message = self.model(**fields)
             message.save(using=using)
-            dispatch_message(message.pk, send_async, using)
+            if message.next_attempt_at is None:
+                dispatch_message(message.pk, send_async, using)
         if not send_async and not transaction.get_connection(using).in_atomic_block:
             message.refresh_from_db()
         return message
@@ -164,6 +183,9 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         account: str | None = None,
         name: str = "",
         created_by: Any = None,
+        send_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        valid_for: timedelta | float | None = None,
         send_async: bool = True,
     ) -> SmsBatch:
         """Send to many: ``to=[...]`` with one ``body`` (or template), or ``messages=[{...}]``.
@@ -192,7 +214,16 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             "encoding_type": encoding,
             "shorten_urls": shorten_urls,
             "shorten_url_params": shorten_url_params,
+            "send_at": send_at,
+            "expires_at": expires_at,
+            "valid_for": valid_for,
         }
+        # The batch's timing is checked once, so a bad one is one error, not one per message.
+        _, timing_errors = scheduling.plan(
+            "", sms_type, send_at=send_at, expires_at=expires_at, valid_for=valid_for
+        )
+        if timing_errors:
+            raise SmsValidationError(timing_errors)
         kind = SmsBatch.KIND_STATIC if messages is None else SmsBatch.KIND_DYNAMIC
         tpl = composer.template(template) if template is not None else None
         using = self._db or router.db_for_write(self.model)
@@ -221,6 +252,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                 created_by=created_by if getattr(created_by, "pk", None) else None,
             )
             total = 0
+            due_now = False  # any row to send at once; otherwise release_due starts it
             for chunk in _chunks(enumerate(items), 100):
                 rows = []
                 for index, item in chunk:
@@ -243,6 +275,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                                 errors.append(f"Message {index + 1} ({field}): {' '.join(texts)}")
                         continue
                     if not error_count:
+                        due_now = due_now or fields["next_attempt_at"] is None
                         rows.append(self.model(batch=batch, **fields))
                 total += len(chunk)
                 if rows and not error_count:
@@ -260,7 +293,8 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                 raise SmsValidationError({"to": ["No recipients given."]})
             SmsBatch.objects.using(using).filter(pk=batch.pk).update(total=total)
             batch.total = total
-            dispatch_batch(batch.pk, send_async, using)
+            if due_now:
+                dispatch_batch(batch.pk, send_async, using)
         return batch
 
     @staticmethod

@@ -20,6 +20,9 @@ from .managers import SmsMessageManager
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from datetime import datetime
+
+    from .cancellation import CancelResult
 
 SMS_TYPE_CHOICES = [
     ("transactional", _("Transactional")),
@@ -218,6 +221,10 @@ class SmsBatch(models.Model):
             "done": final == total,
         }
 
+    def cancel(self, reason: str = "cancelled") -> CancelResult:
+        """Cancel this batch's messages not yet claimed; says how many were on their way."""
+        return SmsMessage.objects.filter(batch_id=self.pk).cancel(reason)
+
 
 class SmsMessage(models.Model):
     """One SMS to one number, and everything learnt about it."""
@@ -296,6 +303,19 @@ class SmsMessage(models.Model):
     @property
     def is_final(self) -> bool:
         return status.is_terminal(self.status)
+
+    @property
+    def deferred_until(self) -> datetime | None:
+        """When a pending message waits for its time (scheduled, or a window): that time."""
+        if self.status == status.PENDING and self.next_attempt_at is not None:
+            return self.next_attempt_at
+        return None
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Cancel it if no worker has claimed it yet; True when it was cancelled now."""
+        result = SmsMessage.objects.filter(pk=self.pk).cancel(reason)
+        self.refresh_from_db(fields=["status", "status_reason", "next_attempt_at", "updated_at"])
+        return result.cancelled == 1
 
     @property
     def detailed_status_description(self) -> str:

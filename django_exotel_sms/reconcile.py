@@ -10,10 +10,9 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
-from . import ratelimit, sending, status
+from . import gate, ratelimit, scheduling, sending, status
 from .backends import get_backend
 from .conf import get_settings
 from .exceptions import ExotelError
@@ -31,6 +30,8 @@ class ReconcileReport:
     updated: int = 0  # messages moved forward by them
     not_found: int = 0
     errors: int = 0
+    expired: int = 0  # pending messages past their expiry, closed as expired
+    released: int = 0  # batches and messages whose scheduled or deferred rows became due
     batches_to_resume: frozenset[int] = frozenset()
     messages_to_resume: frozenset[int] = frozenset()
 
@@ -106,9 +107,7 @@ def _recover_stale_claims() -> tuple[int, int, set[int], set[int]]:
 def pending_work(min_age: float = 30.0) -> tuple[set[int], set[int]]:
     """Batches and single messages with pending rows that are due (e.g. a lost enqueue)."""
     now = timezone.now()
-    due = SmsMessage.objects.filter(status=status.PENDING).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    )
+    due = gate.due(SmsMessage.objects.all(), now)
     # Skip the freshest rows: their task is most likely on its way.
     due = due.filter(created_at__lt=now - timedelta(seconds=min_age))
     batches = set(
@@ -181,9 +180,16 @@ def check_open_messages(limit: int | None = None) -> tuple[int, int, int, int]:
 def run(limit: int | None = None, pending_min_age: float = 30.0) -> ReconcileReport:
     reclaimed, uncertain, resent_batches, resent_singles = _recover_stale_claims()
     checked, updated, not_found, errors = check_open_messages(limit)
+    # Also what the release_due beat task does, so scheduled messages leave (and stale
+    # ones expire) in a project that has not added that entry yet.
+    now = timezone.now()
+    expired = gate.expire_all(now)
+    released = scheduling.release(now)
     batches, singles = pending_work(pending_min_age)
     batches |= resent_batches
     singles |= resent_singles
+    batches |= released.batches
+    singles |= released.messages
     return ReconcileReport(
         reclaimed_pending=reclaimed,
         marked_uncertain=uncertain,
@@ -191,6 +197,8 @@ def run(limit: int | None = None, pending_min_age: float = 30.0) -> ReconcileRep
         updated=updated,
         not_found=not_found,
         errors=errors,
+        expired=expired,
+        released=len(released.batches) + len(released.messages),
         batches_to_resume=frozenset(batches),
         messages_to_resume=frozenset(singles),
     )

@@ -28,7 +28,7 @@ from django.db import connections, router, transaction
 from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
-from . import callbacks, dbretry, encoding, gate, held, ratelimit, signals, status
+from . import callbacks, dbretry, encoding, gate, held, ratelimit, scheduling, signals, status
 from .backends import get_backend
 from .client import BulkResult, SmsResult
 from .conf import get_settings
@@ -777,16 +777,12 @@ def deliver_batch(batch_pk: int, *, time_budget: float | None = None) -> Outcome
 
 
 def _due_in(qs: QuerySet[SmsMessage]) -> float | None:
-    """Seconds until the earliest row waiting out a backoff is due; None if none waits."""
-    due = (
-        qs.filter(status=status.PENDING)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
-        .first()
-    )
-    if due is None:
-        return None
-    return max(0.0, (due - timezone.now()).total_seconds())
+    """Seconds until the earliest row waiting out a backoff is due; None if none waits.
+
+    Only waits up to RETRY_BACKOFF_MAX are worth a countdown: a row scheduled or held by
+    a window for longer stays in the database until ``release_due`` wakes a sender.
+    """
+    return scheduling.next_due(qs, timezone.now(), get_settings().retry_backoff_max)
 
 
 def run_until_done(step: Callable[[], Outcome], max_wait: float = 600.0) -> Outcome:

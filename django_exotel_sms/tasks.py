@@ -6,7 +6,9 @@ queue when its worker is killed; stale claims it left are recovered by ``reconci
 Retry countdowns are capped by ``RETRY_BACKOFF_MAX`` (default 300 s), which must stay
 below the Redis transport's ``visibility_timeout`` (default 3600 s). A send task that meets
 a transient database error is retried by Celery (``SEND_RETRY``: at most 5 times, backoff
-capped at 60 s).
+capped at 60 s). Scheduled and window-deferred messages never wait in a countdown:
+``release_due`` (beat, every ``RELEASE_INTERVAL`` seconds) wakes a sender once the database
+says they are due.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from celery import shared_task
 
 from . import reconcile as reconcile_mod
-from . import sending
+from . import scheduling, sending
 from .conf import get_settings
 from .dbretry import TRANSIENT_ERRORS
 
@@ -71,6 +73,23 @@ def refresh_message(message_id: int) -> bool:
 
 
 @shared_task(ignore_result=True)
+def release_due() -> dict[str, int]:
+    """Periodic (every RELEASE_INTERVAL s): wake senders for scheduled or deferred rows now due.
+
+    One indexed query when nothing is due; one task per batch and per single message
+    that became due, so broker use follows what leaves now, not what is scheduled.
+    """
+    released = scheduling.release()
+    parallel = get_settings().batch_parallelism  # as many runs as a batch sent at once gets
+    for batch_id in sorted(released.batches):
+        for _ in range(parallel):
+            send_batch.apply_async((batch_id,), **_options())
+    for message_id in sorted(released.messages):
+        send_message.apply_async((message_id,), **_options())
+    return {"batches": len(released.batches), "messages": len(released.messages)}
+
+
+@shared_task(ignore_result=True)
 def reconcile(limit: int | None = None) -> dict[str, Any]:
     """Periodic: recover stale claims, resume lost work, ask Exotel about open messages."""
     report = reconcile_mod.run(limit)
@@ -85,6 +104,8 @@ def reconcile(limit: int | None = None) -> dict[str, Any]:
         "checked": report.checked,
         "updated": report.updated,
         "errors": report.errors,
+        "expired": report.expired,
+        "released": report.released,
         "resumed_batches": len(report.batches_to_resume),
         "resumed_messages": len(report.messages_to_resume),
     }

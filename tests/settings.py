@@ -88,6 +88,14 @@ STATIC_URL = "/static/"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CELERY_TASK_ALWAYS_EAGER = False
+# A worker test may run an embedded beat (``worker -B``) with the release_due entry.
+if os.environ.get("TEST_BEAT_RELEASE_INTERVAL"):
+    CELERY_BEAT_SCHEDULE = {
+        "release-due": {
+            "task": "django_exotel_sms.tasks.release_due",
+            "schedule": float(os.environ["TEST_BEAT_RELEASE_INTERVAL"]),
+        }
+    }
 
 EXOTEL_SMS = {
     "ACCOUNT_SID": "sandbox",
@@ -105,6 +113,9 @@ EXOTEL_SMS = {
     # Per-process memory, explicitly: tests need no Redis for the limiter, and concurrent
     # runs do not share windows. Real-worker tests point it at Redis (TEST_RATE_DB).
     "RATE_LIMIT_STORAGE": "memory://",
+    # No sending windows, so a test's outcome never depends on the hour it runs at;
+    # tests/test_scheduling.py puts the shipped default back under an injected clock.
+    "SENDING_WINDOWS": [],
 }
 # ...which the check W036 rightly flags next to a non-eager Celery: here one process sends.
 SILENCED_SYSTEM_CHECKS = ["django_exotel_sms.W036"]

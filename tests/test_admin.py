@@ -398,7 +398,7 @@ def test_select_across_uses_the_filtered_list(admin_client):
 def test_delete_selected_is_not_offered(admin_client):
     make_message()
     choices = dict(admin_client.get(CHANGELIST).context["action_form"].fields["action"].choices)
-    assert set(choices) == {"", "resend_messages", "refresh_status"}
+    assert set(choices) == {"", "resend_messages", "refresh_status", "cancel_messages"}
 
 
 def test_admin_pages_raise_no_deprecation_warnings(admin_client):
@@ -444,9 +444,9 @@ def test_view_only_staff_gets_no_actions_and_cannot_run_them(deliver_inline):
     assert client.get(message_url(message.pk)).status_code == 200
 
 
-def test_change_permission_allows_refresh_only():
+def test_change_permission_allows_refresh_and_cancel_only():
     client = staff_client("change_smsmessage")
-    assert action_choices(client) == {"refresh_status"}
+    assert action_choices(client) == {"refresh_status", "cancel_messages"}
 
 
 def test_add_permission_allows_resend():

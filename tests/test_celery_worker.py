@@ -48,9 +48,15 @@ def _broker(settings) -> Iterator[None]:
 
 class Worker:
     def __init__(
-        self, overrides: dict, name: str, concurrency: int = 2, broker_url: str = BROKER_URL
+        self,
+        overrides: dict,
+        name: str,
+        concurrency: int = 2,
+        broker_url: str = BROKER_URL,
+        extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
-        env = dict(os.environ)
+        env = dict(os.environ, **(extra_env or {}))
         env.update(
             TEST_DB="postgres",
             PGDATABASE=connection.settings_dict["NAME"],
@@ -78,6 +84,7 @@ class Worker:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *extra_args,
             ],
             cwd=ROOT,
             env=env,
@@ -105,7 +112,13 @@ def start_worker(sandbox) -> Iterator:
     (ROOT / "artifacts").mkdir(exist_ok=True)
     workers: list[Worker] = []
 
-    def start(name: str = "w1", concurrency: int = 2, **extra) -> Worker:
+    def start(
+        name: str = "w1",
+        concurrency: int = 2,
+        extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+        **extra,
+    ) -> Worker:
         overrides = {
             "BACKEND": "django_exotel_sms.backends.exotel.ExotelBackend",
             "BASE_URL": sandbox.url,
@@ -115,7 +128,7 @@ def start_worker(sandbox) -> Iterator:
             "RETRY_BACKOFF_MAX": 2.0,
             **extra,
         }
-        worker = Worker(overrides, name, concurrency)
+        worker = Worker(overrides, name, concurrency, extra_args=extra_args, extra_env=extra_env)
         workers.append(worker)
         return worker
 
@@ -273,3 +286,32 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
         assert {n for n, c in accepted.items() if c > 1} <= in_flight
         assert max(accepted.values()) <= 2
     assert SmsBatch.objects.get(pk=batch.pk).total == 3000
+
+
+def test_message_scheduled_two_seconds_ahead_leaves_only_then(sandbox, start_worker):
+    """Released by the beat's release_due (embedded beat, every 0.5 s), never by a countdown."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    start_worker(
+        "sched",
+        extra_args=("-B", "-s", str(ROOT / "artifacts" / "celerybeat-sched")),
+        extra_env={"TEST_BEAT_RELEASE_INTERVAL": "0.5"},
+    )
+    warm = SmsMessage.objects.send("+919876511110", "Worker is up")
+    assert wait_until(lambda: sandbox.recipient_counts()["+919876511110"] == 1, 60)
+
+    send_at = timezone.now() + timedelta(seconds=2)
+    scheduled = SmsMessage.objects.send("+919876511111", "Two seconds later", send_at=send_at)
+    assert scheduled.status_reason == "scheduled"
+    while timezone.now() < send_at - timedelta(seconds=0.2):
+        assert "+919876511111" not in sandbox.recipient_counts()  # not before its time
+        time.sleep(0.1)
+    assert wait_until(lambda: "+919876511111" in sandbox.recipient_counts(), 30)
+    request = next(r for r in sandbox.requests if "+919876511111" in r.recipients)
+    assert request.time >= send_at.timestamp()
+    _assert_exactly_once(sandbox, ["+919876511110", "+919876511111"])
+    scheduled.refresh_from_db()
+    warm.refresh_from_db()
+    assert scheduled.status not in OPEN and warm.status not in OPEN

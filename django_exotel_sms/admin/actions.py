@@ -1,4 +1,4 @@
-"""Message actions: resend and refresh, each behind a confirmation page (like delete_selected).
+"""Message actions: resend, refresh and cancel, each behind a confirmation page.
 
 The first POST (from the changelist) shows what will happen; only the second POST,
 carrying ``post=yes``, does it. Sending goes through ``SmsMessage.objects.send``.
@@ -25,6 +25,8 @@ from ..models import SmsMessage
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
+
+    from ..cancellation import CancelResult
 
     MessageAdmin = ModelAdmin[SmsMessage]
 else:
@@ -256,5 +258,45 @@ def refresh_status(
         )
         % {"n": REFRESH_INLINE_LIMIT},
         button=_("Yes, refresh them"),
+        run=run,
+    )
+
+
+def cancel_report(modeladmin: Any, request: HttpRequest, result: CancelResult) -> None:
+    """Say what a cancel did, including what was too late to stop."""
+    text = ngettext(
+        "Cancelled %(n)d message; it will not be sent.",
+        "Cancelled %(n)d messages; they will not be sent.",
+        result.cancelled,
+    ) % {"n": result.cancelled}
+    if result.on_their_way:
+        text += " " + _(
+            "%(n)d already on their way (claimed by a worker or at Exotel): not cancelled."
+        ) % {"n": result.on_their_way}
+    if result.already_final:
+        text += " " + _("%(n)d already final.") % {"n": result.already_final}
+    level = messages.SUCCESS if result.cancelled else messages.WARNING
+    modeladmin.message_user(request, text, level)
+
+
+@admin.action(description=_("Cancel selected messages (if not sent yet)"), permissions=["change"])
+def cancel_messages(
+    modeladmin: MessageAdmin, request: HttpRequest, queryset: QuerySet[SmsMessage]
+) -> HttpResponse | None:
+    def run(chosen: list[SmsMessage]) -> None:
+        result = SmsMessage.objects.filter(pk__in=[m.pk for m in chosen]).cancel()
+        cancel_report(modeladmin, request, result)
+
+    return _confirm(
+        modeladmin,
+        request,
+        queryset,
+        action="cancel_messages",
+        title=_("Cancel messages"),
+        question=_(
+            "Cancel these messages? Those not yet claimed by a worker become 'cancelled' and "
+            "are never sent; those already on their way to Exotel cannot be stopped."
+        ),
+        button=_("Yes, cancel them"),
         run=run,
     )

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -13,6 +17,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import status
 from ..models import SmsBatch, SmsMessage
+from . import actions
+from .actions import MAX_SELECTED
 from .base import ReadOnlyAdmin
 
 # Bar colours by kind of status; the same families as the message badges.
@@ -71,6 +77,7 @@ class SmsBatchAdmin(ReadOnlyAdmin):
     list_select_related = ("template", "created_by")
     search_fields = ("name",)
     sortable_by = ("created_at", "total")
+    actions = ("cancel_batches",)
     fields = (
         "name",
         "kind",
@@ -106,3 +113,39 @@ class SmsBatchAdmin(ReadOnlyAdmin):
             "django_exotel_sms/batch_progress.html", progress_context(obj, self._messages_url())
         )
         return mark_safe(html)  # noqa: S308  (rendered by an autoescaping template)
+
+    @admin.action(
+        description=_("Cancel unsent messages of selected batches"), permissions=["cancel"]
+    )
+    def cancel_batches(
+        self, request: HttpRequest, queryset: QuerySet[SmsBatch]
+    ) -> HttpResponse | None:
+        batches = list(queryset.order_by("-pk")[:MAX_SELECTED])
+        ids = [b.pk for b in batches]
+        if request.POST.get("post") == "yes":
+            result = SmsMessage.objects.filter(batch_id__in=ids).cancel()
+            actions.cancel_report(self, request, result)
+            return None
+        pending = dict(
+            SmsMessage.objects.filter(batch_id__in=ids, status=status.PENDING)
+            .values("batch_id")
+            .annotate(n=Count("pk"))
+            .order_by()
+            .values_list("batch_id", "n")
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Cancel batches"),
+            "opts": self.opts,
+            "rows": [{"batch": b, "pending": pending.get(b.pk, 0)} for b in batches],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/django_exotel_sms/smsbatch/cancel_confirmation.html", context
+        )
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        """Cancelling changes the batch's messages: it takes their change permission."""
+        opts = SmsMessage._meta
+        return bool(request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}"))

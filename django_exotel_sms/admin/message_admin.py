@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from .. import phone, status
+from .. import phone, scheduling, status
 from ..conf import get_settings
 from ..models import ClickEvent, SmsMessage, StatusEvent
 from . import actions
@@ -114,6 +114,10 @@ _DELIVERY_FIELDS = (
     "submitted_at",
     "sent_at",
     "updated_at",
+    "status_reason",
+    "send_at",
+    "expires_at",
+    "waiting",
     "next_attempt_at",
     "claimed_at",
     "request_started_at",
@@ -150,7 +154,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     raw_id_fields = ("template", "batch")
     # Sorting other columns would sort millions of rows without an index.
     sortable_by = ("times",)
-    actions = (actions.resend_messages, actions.refresh_status)
+    actions = (actions.resend_messages, actions.refresh_status, actions.cancel_messages)
     inlines = (StatusEventInline, ClickEventInline)
     fieldsets = (
         (None, {"fields": _MAIN_FIELDS}),
@@ -202,10 +206,26 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     @admin.display(description=_("created / sent"), ordering="created_at")
     def times(self, obj: SmsMessage) -> SafeString:
         created = date_format(timezone.localtime(obj.created_at), _TIME_FORMAT)
-        if obj.sent_at is None:
-            return format_html("{}", created)
-        sent = date_format(timezone.localtime(obj.sent_at), _TIME_FORMAT)
-        return format_html('{}<span class="exotel-sub">{} {}</span>', created, _("sent"), sent)
+        if obj.sent_at is not None:
+            sent = date_format(timezone.localtime(obj.sent_at), _TIME_FORMAT)
+            return format_html('{}<span class="exotel-sub">{} {}</span>', created, _("sent"), sent)
+        if obj.deferred_until is not None:
+            # A pending message held for its time: when it may leave, and why.
+            return format_html('{}<span class="exotel-sub">{}</span>', created, self.waiting(obj))
+        return format_html("{}", created)
+
+    @admin.display(description=_("waiting"))
+    def waiting(self, obj: SmsMessage) -> str:
+        """``deferred until ...`` for a pending message held for its time (and why)."""
+        until = obj.deferred_until
+        if until is None:
+            return "-"
+        local = timezone.localtime(until).strftime("%Y-%m-%d %H:%M:%S %Z")
+        why = {
+            scheduling.SCHEDULED: _("scheduled"),
+            scheduling.WINDOW: _("sending window"),
+        }.get(obj.status_reason, _("retry"))
+        return _("deferred until %(when)s (%(why)s)") % {"when": local, "why": why}
 
     @admin.display(description=_("meaning"))
     def detailed_status_description(self, obj: SmsMessage) -> str:

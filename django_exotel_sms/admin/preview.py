@@ -92,6 +92,16 @@ class TestSendForm(VariablesForm):
         help_text=_("A phone number; national numbers use the default region."),
         widget=AdminTextInputWidget(),
     )
+    send_at = forms.DateTimeField(
+        label=_("Send at"),
+        required=False,
+        help_text=_("Optional: schedule it (e.g. 2026-03-03 09:00, in the site's time zone)."),
+    )
+    expires_at = forms.DateTimeField(
+        label=_("Expires at"),
+        required=False,
+        help_text=_("Optional: never send it after this time."),
+    )
 
 
 _KIND_HELP = {

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -48,6 +49,7 @@ class SmsTemplateAdmin(ModelAdmin):
         "sender",
         "entity",
         "is_active",
+        "valid_for",
         "created_at",
         "updated_at",
     )
@@ -180,16 +182,27 @@ class SmsTemplateAdmin(ModelAdmin):
             form = TestSendForm(placeholders, request.POST)
             if form.is_valid() and not template_error:
                 try:
-                    message = obj.send(form.cleaned_data["to"], form.values(), send_async=True)
+                    message = obj.send(
+                        form.cleaned_data["to"],
+                        form.values(),
+                        send_at=form.cleaned_data.get("send_at"),
+                        expires_at=form.cleaned_data.get("expires_at"),
+                        send_async=True,
+                    )
                 except SmsValidationError as exc:
                     for field, texts in exc.message_dict.items():
                         target = field if field == "to" else None
                         for text in texts:
                             form.add_error(target, text if target else f"{field}: {text}")
                 else:
+                    if message.deferred_until is None:
+                        text = _("Test SMS to %(to)s saved and queued for sending.")
+                    else:
+                        text = _("Test SMS to %(to)s saved, deferred until %(when)s.")
+                    when = message.deferred_until
                     self.message_user(
                         request,
-                        _("Test SMS to %(to)s saved and queued for sending.") % {"to": message.to},
+                        text % {"to": message.to, "when": when and localtime(when)},
                         messages.SUCCESS,
                     )
                     return HttpResponseRedirect(

@@ -180,6 +180,17 @@ class _SendOptions(StrictSerializer):
     shorten_urls = serializers.BooleanField(required=False, allow_null=True, default=None)
     shorten_url_params = serializers.DictField(required=False, allow_null=True)
     account = serializers.CharField(required=False, help_text="Alias in EXOTEL_SMS['ACCOUNTS'].")
+    send_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Send at this time (ISO 8601 with offset)."
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Never send after this time: expire."
+    )
+    valid_for = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Seconds it may wait (from send_at or now) before it expires.",
+    )
 
 
 class SendMessageSerializer(_SendOptions):
@@ -280,6 +291,14 @@ class TemplatePreviewSerializer(serializers.Serializer[Any]):
     dlt_match = DltMatchSerializer()
 
 
+class CancelResultSerializer(serializers.Serializer[Any]):
+    cancelled = serializers.IntegerField(help_text="Cancelled now: they will never be sent.")
+    on_their_way = serializers.IntegerField(
+        help_text="Already claimed by a worker or handed to Exotel: too late to cancel."
+    )
+    already_final = serializers.IntegerField(help_text="Already sent, failed, expired, ...")
+
+
 class ErrorSerializer(serializers.Serializer[Any]):
     detail = serializers.CharField()
     error_code = serializers.IntegerField(required=False, allow_null=True)
@@ -328,7 +347,11 @@ _MESSAGE_FIELDS = [
     "error_code",
     "error_message",
     "attempts",
+    "status_reason",
+    "send_at",
+    "expires_at",
     "next_attempt_at",
+    "deferred_until",
     "created_at",
     "submitted_at",
     "sent_at",
@@ -338,6 +361,11 @@ _MESSAGE_FIELDS = [
 
 class SmsMessageSerializer(serializers.ModelSerializer[SmsMessage]):
     is_final = serializers.BooleanField(read_only=True)
+    deferred_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Pending and waiting (scheduled, a sending window, a retry) until then.",
+    )
     detailed_status_description = serializers.CharField(read_only=True)
 
     class Meta:
@@ -476,6 +504,7 @@ class SmsTemplateSerializer(CleanModelSerializer):
             "sender",
             "entity",
             "is_active",
+            "valid_for",
             "placeholders",
             "created_at",
             "updated_at",

@@ -35,6 +35,7 @@ from .pagination import NewestFirstPagination, OldestFirstPagination
 from .schema import extend_schema, idempotency_parameters, one_of
 from .serializers import (
     BulkSendSerializer,
+    CancelResultSerializer,
     DltEntitySerializer,
     ErrorSerializer,
     RenderSerializer,
@@ -59,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ADD_MESSAGE = "django_exotel_sms.add_smsmessage"
+CHANGE_MESSAGE = "django_exotel_sms.change_smsmessage"
 _SEND_OPTIONS = (
     "sender",
     "dlt_template_id",
@@ -70,6 +72,9 @@ _SEND_OPTIONS = (
     "shorten_urls",
     "shorten_url_params",
     "account",
+    "send_at",
+    "expires_at",
+    "valid_for",
 )
 
 
@@ -159,6 +164,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SmsApiVie
         "create": [ADD_MESSAGE],
         "bulk": [ADD_MESSAGE],
         "refresh": ["django_exotel_sms.change_smsmessage"],
+        "cancel": [CHANGE_MESSAGE],
     }
 
     def get_queryset(self) -> QuerySet[SmsMessage]:
@@ -257,6 +263,17 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SmsApiVie
         message = self.get_queryset().get(pk=message.pk)
         return Response(self.get_serializer(message).data)
 
+    @extend_schema(
+        request=None,
+        responses={200: CancelResultSerializer},
+        summary="Cancel it unless a worker already has it",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        message = self.get_object()
+        result = SmsMessage.objects.filter(pk=message.pk).cancel()
+        return Response(result.as_dict())
+
 
 # -- templates --------------------------------------------------------------------------
 
@@ -349,6 +366,16 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SmsApiViewS
     queryset = SmsBatch.objects.all()
     serializer_class = SmsBatchSerializer
     pagination_class = NewestFirstPagination
+    action_permissions = {"cancel": [CHANGE_MESSAGE]}
+
+    @extend_schema(
+        request=None,
+        responses={200: CancelResultSerializer},
+        summary="Cancel its messages no worker has claimed yet",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return Response(self.get_object().cancel().as_dict())
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         queryset = self.filter_queryset(self.get_queryset())

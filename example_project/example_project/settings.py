@@ -135,6 +135,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "django_exotel_sms.tasks.reconcile",
         "schedule": 300.0,
     },
+    # Wake the senders for scheduled and window-deferred messages that became due: they
+    # leave within this interval of their time (EXOTEL_SMS['RELEASE_INTERVAL'], 5 s).
+    "exotel-sms-release-due": {
+        "task": "django_exotel_sms.tasks.release_due",
+        "schedule": 5.0,
+    },
 }
 
 

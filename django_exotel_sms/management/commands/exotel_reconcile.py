@@ -1,7 +1,9 @@
 """``manage.py exotel_reconcile``: what the periodic ``reconcile`` task does, now.
 
-Recovers stale claims, asks Exotel about messages whose callback never came, and resumes
-pending work whose task was lost: enqueued on Celery, or with ``--sync`` sent right here.
+Recovers stale claims, asks Exotel about messages whose callback never came, expires
+pending messages past their expiry, and resumes pending work that is due (a lost task,
+or a scheduled / window-deferred message whose time came): enqueued on Celery, or with
+``--sync`` sent right here.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Command(BaseCommand):
             ("Messages moved forward", report.updated),
             ("Not found at Exotel", report.not_found),
             ("Errors", report.errors),
+            ("Expired before sending", report.expired),
+            ("Scheduled or deferred work now due", report.released),
             (f"Batches resumed ({how})", len(batches)),
             (f"Single messages resumed ({how})", len(singles)),
         ]

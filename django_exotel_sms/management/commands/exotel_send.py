@@ -6,6 +6,7 @@ Examples::
     manage.py exotel_send --to +919876543210 --template otp --var 1=482913
     manage.py exotel_send --csv people.csv                   # columns: to, body
     manage.py exotel_send --csv people.csv --template order  # columns: to, var1, var2...
+    manage.py exotel_send --to +919876543210 --body "Hi" --send-at 2026-03-03T09:00+05:30
 
 Everything goes through ``SmsMessage.objects`` (validation included): an invalid row saves
 nothing and exits with status 1. When the command knows the outcome (``--sync`` or
@@ -22,13 +23,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from ... import status
+from ... import scheduling, status
 from ...compose import SmsValidationError
 from ...models import SmsBatch, SmsMessage
 
@@ -49,6 +53,23 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
             raise CommandError(f"--var takes KEY=VALUE (e.g. --var 1=482913), not {pair!r}.")
         context[key.strip()] = value
     return context
+
+
+def aware_datetime(value: str) -> datetime:
+    """An ISO 8601 date and time with its UTC offset (a bare time is ambiguous)."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date and time: {value!r}")
+    if timezone.is_naive(parsed):
+        raise argparse.ArgumentTypeError(f"give the UTC offset too, e.g. {value}+05:30 or {value}Z")
+    return parsed
+
+
+def _waiting(message: SmsMessage) -> str:
+    if message.deferred_until is None:
+        return ""
+    why = "sending window" if message.status_reason == scheduling.WINDOW else "scheduled"
+    return f", deferred until {message.deferred_until.isoformat()} ({why})"
 
 
 def _is_var_column(name: str) -> bool:
@@ -185,6 +206,22 @@ class Command(BaseCommand):
         parser.add_argument("--account", help="named account from EXOTEL_SMS['ACCOUNTS']")
         parser.add_argument("--name", default="", help="batch name (with --csv)")
         parser.add_argument(
+            "--send-at",
+            type=aware_datetime,
+            help="send at this time, ISO 8601 with its offset (e.g. 2026-03-03T09:00+05:30)",
+        )
+        parser.add_argument(
+            "--expires-at",
+            type=aware_datetime,
+            help="never send after this time (ISO 8601 with offset): the message expires",
+        )
+        parser.add_argument(
+            "--valid-for",
+            type=float,
+            metavar="SECONDS",
+            help="seconds it may wait (from --send-at or now) before it expires",
+        )
+        parser.add_argument(
             "--sync",
             action="store_true",
             help="send in this process instead of through Celery",
@@ -202,6 +239,9 @@ class Command(BaseCommand):
             "dlt_template_id": options["dlt_template_id"],
             "custom_field": options["custom_field"],
             "account": options["account"],
+            "send_at": options["send_at"],
+            "expires_at": options["expires_at"],
+            "valid_for": options["valid_for"],
             "send_async": not options["sync"],
         }
         progress = (
@@ -252,7 +292,9 @@ class Command(BaseCommand):
             context=parse_vars(options["var"]) if options["template"] else None,
             **shared,
         )
-        self.stdout.write(f"Saved SMS {message.pk} to {message.to} ({message.status}).")
+        self.stdout.write(
+            f"Saved SMS {message.pk} to {message.to} ({message.status}){_waiting(message)}."
+        )
         return SmsMessage.objects.filter(pk=message.pk)
 
     def _send_csv(self, options: dict[str, Any], shared: dict[str, Any]) -> QuerySet[SmsMessage]:
