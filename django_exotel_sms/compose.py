@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.module_loading import import_string
 
-from . import dlt, encoding, phone
+from . import dlt, encoding, phone, senders
 from .conf import account_key_path, get_account, get_settings
 
 if TYPE_CHECKING:
@@ -205,6 +205,12 @@ class Composer:
                 "No sender: pass sender=..., set one on the template, or set "
                 f"{account_key_path(self.account_alias, 'DEFAULT_SENDER')}."
             )
+        if sender:
+            problem = senders.sender_problem(
+                sender, sms_type, to_india=bool(number) and phone.is_indian(number)
+            )
+            if problem:
+                errors.setdefault("sender", []).append(problem)
         sender_row = self._sender_row(sender) if sender else None
         if sender_row is not None and not sender_row.is_active:
             errors.setdefault("sender", []).append(f"Sender ID {sender!r} is inactive.")

@@ -75,6 +75,18 @@ DEFAULTS: dict[str, Any] = {
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
     "TASK_QUEUE": None,
+    # Consent and safety (suppression.py). Exotel code -> (reason, scope, failures needed).
+    "SUPPRESSION_CODES": {
+        23005: ("dnd", "promotional", 1),
+        23020: ("blacklist", "all", 1),
+        23084: ("consent", "all", 1),
+        23010: ("invalid_number", "all", 2),
+        23040: ("invalid_number", "all", 2),
+    },
+    # Per-recipient limits by "template:<name>" or SMS type, e.g. {"template:otp": "5/hour"}.
+    "RECIPIENT_LIMITS": {},
+    # Staging safety: only these numbers / prefixes ("+9198*") are sent to; None = everyone.
+    "ALLOWED_RECIPIENTS": None,
 }
 
 
@@ -121,6 +133,9 @@ class ExotelSmsSettings:
     api_permission_classes: list[str] | None
     rate_limit_storage: str | None
     task_queue: str | None
+    suppression_codes: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    recipient_limits: dict[str, str] = field(default_factory=dict)
+    allowed_recipients: tuple[str, ...] | None = None
 
     @property
     def at_least_once(self) -> bool:
@@ -178,7 +193,24 @@ def get_settings() -> ExotelSmsSettings:
         api_permission_classes=s["API_PERMISSION_CLASSES"],
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
+        suppression_codes=_suppression_codes(s["SUPPRESSION_CODES"]),
+        recipient_limits=dict(s["RECIPIENT_LIMITS"] or {}),
+        allowed_recipients=(
+            None if s["ALLOWED_RECIPIENTS"] is None else tuple(s["ALLOWED_RECIPIENTS"])
+        ),
     )
+
+
+def _suppression_codes(value: Any) -> dict[int, tuple[str, str, int]]:
+    """``{code: (reason, scope[, threshold])}`` with int codes; checks report bad entries (E040)."""
+    codes: dict[int, tuple[str, str, int]] = {}
+    for code, rule in (value or {}).items():
+        try:
+            reason, scope, *rest = rule
+            codes[int(code)] = (str(reason), str(scope), max(1, int(rest[0]) if rest else 1))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return codes
 
 
 def account_aliases() -> list[str]:
