@@ -311,3 +311,201 @@ def test_suppression_codes_is_a_setting(sandbox, run, client, settings):
     other.refresh_from_db()
     _callback(client, other, "failed-dnd", 23005)  # no longer in the map
     assert Suppression.objects.count() == 1
+
+
+# -- allow-list, veto and per-recipient limits, for every kind of send ---------------------------
+
+
+@pytest.fixture
+def guarded(settings):
+    """Five numbers: suppressed, not allowed, vetoed, limited to one message, and free."""
+    suppressed, vetoed, limited, free = numbers(4, start=8000)
+    outsider = numbers(1, start=9000)[0]
+    suppression.suppress(suppressed, reason="opt_out")
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "ALLOWED_RECIPIENTS": ["+91 98700 0800*", "09870009999"],
+        "RECIPIENT_LIMITS": {"*": "1/hour"},
+    }
+
+    def veto(sender, message, **kwargs):
+        assert message.pk is None  # before anything is saved
+        if message.to == vetoed:
+            raise suppression.SendVetoed("quiet_hours")
+
+    signals.pre_send.connect(veto, weak=False)
+    yield suppressed, outsider, vetoed, limited, free
+    signals.pre_send.disconnect(veto)
+
+
+def _otp() -> SmsTemplate:
+    return SmsTemplate.objects.create(name="otp", body="Your OTP is {#var#}", dlt_template_id="11")
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic", "template"])
+def test_bulk_refusals_never_reach_exotel(sandbox, run, guarded, kind):
+    suppressed, outsider, vetoed, limited, free = guarded
+    targets = [suppressed, outsider, vetoed, limited, limited, free]
+    if kind == "static":
+        batch = run(SmsMessage.objects.send_bulk, to=targets, body="Hi", send_async=False)
+    elif kind == "dynamic":
+        messages = [{"to": n, "body": f"Hi {i}"} for i, n in enumerate(targets)]
+        batch = run(SmsMessage.objects.send_bulk, messages=messages, send_async=False)
+    else:
+        recipients = [{"to": n, "context": ["42"]} for n in targets]
+        batch = run(_otp().send_bulk, recipients, send_async=False)
+    rows = list(batch.messages.order_by("pk").values_list("to", "status", "status_reason"))
+    assert rows == [
+        (suppressed, "suppressed", "opt_out"),
+        (outsider, "suppressed", "not_allowed"),
+        (vetoed, "suppressed", "quiet_hours"),
+        (limited, "queued", ""),
+        (limited, "suppressed", "rate_limited"),
+        (free, "queued", ""),
+    ]
+    assert sorted(_reached(sandbox)) == sorted([limited, free])
+
+
+@pytest.mark.parametrize("kind", ["plain", "template"])
+def test_single_refusals_never_reach_exotel(sandbox, run, guarded, kind):
+    suppressed, outsider, vetoed, limited, free = guarded
+    otp = _otp()
+
+    def send(number: str) -> SmsMessage:
+        if kind == "template":
+            return run(otp.send, number, ["42"], send_async=False)
+        return run(SmsMessage.objects.send, number, "Hi", send_async=False)
+
+    for number, reason in (
+        (suppressed, "opt_out"),
+        (outsider, "not_allowed"),
+        (vetoed, "quiet_hours"),
+    ):
+        message = send(number)
+        message.refresh_from_db()
+        assert (message.status, message.status_reason) == ("suppressed", reason)
+    assert send(limited).status == status.PENDING  # saved, sent on commit
+    saved = SmsMessage.objects.count()
+    with pytest.raises(suppression.RecipientLimitExceeded) as caught:
+        send(limited)
+    assert 3500 < caught.value.retry_after <= 3600
+    assert caught.value.number == limited and "1 per 1 hour" in caught.value.limit
+    assert SmsMessage.objects.count() == saved  # nothing saved
+    send(free)
+    assert sorted(_reached(sandbox)) == sorted([limited, free])
+
+
+def test_limits_by_template_and_type_count_separately(sandbox, run, settings):
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "RECIPIENT_LIMITS": {"template:otp": "2/hour", "promotional": "1/day"},
+    }
+    number = numbers(1, start=8100)[0]
+    otp = _otp()
+    for _ in range(2):
+        run(otp.send, number, ["1"], send_async=False)
+    with pytest.raises(suppression.RecipientLimitExceeded):
+        run(otp.send, number, ["1"], send_async=False)
+    run(SmsMessage.objects.send, number, "Your parcel is out", send_async=False)  # no limit
+    promo = {"sms_type": "promotional", "sender": PROMO_SENDER, "send_async": False}
+    run(SmsMessage.objects.send, number, "Sale", **promo)
+    with pytest.raises(suppression.RecipientLimitExceeded):
+        run(SmsMessage.objects.send, number, "Sale", **promo)
+    assert _reached(sandbox) == [number] * 4
+
+
+def test_a_refused_message_does_not_use_up_the_limit(sandbox, run, settings):
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "RECIPIENT_LIMITS": {"*": "1/hour"}}
+    number = numbers(1, start=8200)[0]
+    suppression.suppress(number, reason="manual")
+    assert run(SmsMessage.objects.send, number, "Hi", send_async=False).status == "suppressed"
+    suppression.unsuppress(number)
+    message = run(SmsMessage.objects.send, number, "Hi", send_async=False)
+    message.refresh_from_db()
+    assert message.status == status.QUEUED
+
+
+def test_other_exceptions_from_pre_send_propagate_and_save_nothing(sandbox):
+    def broken(sender, message, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    signals.pre_send.connect(broken, weak=False)
+    try:
+        with pytest.raises(RuntimeError):
+            SmsMessage.objects.send_bulk(to=numbers(3, start=8300), body="Hi")
+    finally:
+        signals.pre_send.disconnect(broken)
+    assert not SmsMessage.objects.exists() and not SmsBatch.objects.exists()
+
+
+def test_allowed_recipients_take_numbers_in_any_format_and_prefixes(settings):
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "ALLOWED_RECIPIENTS": ["09876543210", "+65 9*"],
+    }
+    assert suppression.is_allowed("+919876543210")
+    assert suppression.is_allowed("+6591234567")
+    assert not suppression.is_allowed("+919876543211")
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "ALLOWED_RECIPIENTS": None}
+    assert suppression.is_allowed("+919876543211")
+
+
+# -- system checks ------------------------------------------------------------------------------
+
+
+def _check_ids(settings, **changes) -> list[str]:
+    from django_exotel_sms.checks import check_consent_settings
+    from tests.settings import EXOTEL_SMS
+
+    settings.EXOTEL_SMS = {**EXOTEL_SMS, **changes}
+    return [m.id.rsplit(".", 1)[-1] for m in check_consent_settings()]
+
+
+def test_checks_warn_when_the_allow_list_is_left_on_in_production(settings):
+    assert _check_ids(settings) == []
+    settings.DEBUG = False
+    assert _check_ids(settings, ALLOWED_RECIPIENTS=["+9198*"]) == ["W040"]
+    settings.DEBUG = True
+    assert _check_ids(settings, ALLOWED_RECIPIENTS=["+9198*"]) == []
+    assert _check_ids(settings, ALLOWED_RECIPIENTS=["12", "98*"]) == ["E042", "E042"]
+    assert _check_ids(settings, ALLOWED_RECIPIENTS="+9198*") == ["E042"]
+
+
+def test_checks_name_bad_codes_and_limits(settings):
+    bad_codes = {"x": ("dnd", "all"), 23005: ("dnd", "some"), 23020: ("bored", "all"), 1: ("dnd",)}
+    assert _check_ids(settings, SUPPRESSION_CODES=bad_codes) == ["E040"] * 4
+    assert _check_ids(settings, SUPPRESSION_CODES={23010: ("invalid_number", "all", 0)}) == ["E040"]
+    assert _check_ids(settings, RECIPIENT_LIMITS={"template:otp": "five an hour"}) == ["E041"]
+    assert _check_ids(settings, RECIPIENT_LIMITS={"promotional": "2/day"}) == []
+
+
+# -- sender validation: one rule for the Python API and the admin --------------------------------
+
+
+def test_the_python_api_and_the_admin_agree_on_sender_headers():
+    from django.core.exceptions import ValidationError
+
+    from django_exotel_sms.compose import SmsValidationError
+    from django_exotel_sms.models import SenderId
+
+    with pytest.raises(ValidationError) as admin:
+        SenderId(header="AB").full_clean()
+    with pytest.raises(SmsValidationError) as api:
+        SmsMessage.objects.send("+919876543210", "Hi", sender="AB")
+    assert api.value.message_dict["sender"] == admin.value.message_dict["header"]
+    assert SmsMessage.objects.send("+919876543210", "Hi", sender="08030752400").pk  # ExoPhone
+
+
+def test_promotional_messages_to_india_need_a_numeric_header():
+    from django_exotel_sms.compose import SmsValidationError
+
+    with pytest.raises(SmsValidationError) as exc:
+        SmsMessage.objects.send("+919876543210", "Sale", sms_type="promotional", sender="ACMEIN")
+    assert "6-digit numeric sender ID" in exc.value.message_dict["sender"][0]
+    with pytest.raises(SmsValidationError):
+        SmsMessage.objects.send_bulk(
+            messages=[{"to": "+919876543210", "body": "Sale", "sms_type": "promotional"}]
+        )
+    assert SmsMessage.objects.send(
+        "+919876543210", "Sale", sms_type="promotional", sender=PROMO_SENDER
+    ).pk
