@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "artifacts" / "bench"  # git-ignored
 HOST = "127.0.0.1"
-BROKER_DB = 13
-RATE_DB = 12
+# Redis databases: the Celery broker and the shared limiter (BENCH_*_DB for concurrent runs).
+BROKER_DB = int(os.environ.get("BENCH_BROKER_DB", "13"))
+RATE_DB = int(os.environ.get("BENCH_RATE_DB", "12"))
 BROKER_URL = f"redis://{HOST}:6379/{BROKER_DB}"
 RATE_URL = f"redis://{HOST}:6379/{RATE_DB}"
 DB_NAME = os.environ.get("BENCH_DB", "bench_exotel")
@@ -201,6 +202,8 @@ def setup_django(overrides: dict[str, Any] | None = None, *, migrate: bool = Tru
     """Configure this process (and, through the environment, its children) and migrate."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     os.environ["BENCH_DB"] = DB_NAME
+    os.environ["BENCH_BROKER_URL"] = BROKER_URL  # read by bench/settings.py, here and in children
+    os.environ["BENCH_RATE_LIMIT_URL"] = RATE_URL
     os.environ["EXOTEL_SMS_OVERRIDES"] = json.dumps(overrides or {})
     if migrate:
         ensure_database()
@@ -235,11 +238,11 @@ def truncate_tables() -> None:
         SmsBatch,
         SmsMessage,
         StatusEvent,
+        Suppression,
     )
 
-    tables = [
-        m._meta.db_table for m in (StatusEvent, ClickEvent, SmsMessage, SmsBatch, IdempotencyRecord)
-    ]
+    models = (StatusEvent, ClickEvent, SmsMessage, SmsBatch, IdempotencyRecord, Suppression)
+    tables = [m._meta.db_table for m in models]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         cursor.execute(f"ANALYZE {', '.join(tables)}")

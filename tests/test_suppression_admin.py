@@ -106,3 +106,36 @@ def test_a_suppressed_message_shows_its_reason_in_the_admin(admin_client):
     assert "opt_out" in html.content.decode()
     listed = admin_client.get(reverse("admin:django_exotel_sms_smsmessage_changelist"))
     assert "opt_out" in listed.content.decode()
+
+
+def _template():
+    from django_exotel_sms.models import SmsTemplate
+
+    return SmsTemplate.objects.create(name="otp", body="Your OTP is {#numeric#}.")
+
+
+def test_test_send_to_a_suppressed_number_says_it_was_not_sent(admin_client):
+    suppression.suppress(TO, reason="opt_out")
+    tpl = _template()
+    url = reverse("admin:django_exotel_sms_smstemplate_test_send", args=[tpl.pk])
+    response = admin_client.post(url, {"to": "09876543210", "var1": "4321"}, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [f"Test SMS to {TO} saved but not sent: suppressed (opt_out)."]
+    assert SmsMessage.objects.get().status == "suppressed"
+
+
+def test_over_a_recipient_limit_the_admin_shows_an_error(admin_client, settings):
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "RECIPIENT_LIMITS": {"*": "1/hour"}}
+    tpl = _template()
+    url = reverse("admin:django_exotel_sms_smstemplate_test_send", args=[tpl.pk])
+    assert admin_client.post(url, {"to": TO, "var1": "1"}).status_code == 302
+    refused = admin_client.post(url, {"to": TO, "var1": "2"})
+    assert refused.status_code == 200
+    assert "Too many messages to +919876543210" in " ".join(refused.context["form"].errors["to"])
+    original = SmsMessage.objects.get()
+    changelist = reverse("admin:django_exotel_sms_smsmessage_changelist")
+    data = {"action": "resend_messages", "_selected_action": [original.pk], "post": "yes"}
+    response = admin_client.post(changelist, data, follow=True)
+    shown = " ".join(str(m) for m in response.context["messages"])
+    assert "could not be resent" in shown and "Too many messages" in shown
+    assert SmsMessage.objects.count() == 1

@@ -66,3 +66,13 @@ def test_export_to_stdout_and_bad_files(tmp_path: Path):
     (tmp_path / "noheader.csv").write_text("to\n+919876543210\n")
     out, _ = run("import", str(tmp_path / "noheader.csv"))
     assert "needs a header line with a 'number' column" in out
+
+
+def test_exotel_send_over_a_recipient_limit_is_a_command_error(settings):
+    from django_exotel_sms.models import SmsMessage
+
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "RECIPIENT_LIMITS": {"*": "1/hour"}}
+    call_command("exotel_send", "--to", TO, "--body", "Hi", stdout=StringIO())
+    with pytest.raises(CommandError, match="Too many messages to .* Nothing was saved"):
+        call_command("exotel_send", "--to", TO, "--body", "Hi", stdout=StringIO())
+    assert SmsMessage.objects.count() == 1

@@ -14,9 +14,10 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import dlt
+from .. import dlt, status
 from ..compose import SmsValidationError
 from ..models import SmsMessage, SmsTemplate
+from ..suppression import RecipientLimitExceeded
 from .base import ModelAdmin
 from .preview import ENCODING_LABELS, TestSendForm, VariablesForm, preview
 
@@ -173,12 +174,23 @@ class SmsTemplateAdmin(ModelAdmin):
                         target = field if field == "to" else None
                         for text in texts:
                             form.add_error(target, text if target else f"{field}: {text}")
+                except RecipientLimitExceeded as exc:
+                    form.add_error("to", str(exc))
                 else:
-                    self.message_user(
-                        request,
-                        _("Test SMS to %(to)s saved and queued for sending.") % {"to": message.to},
-                        messages.SUCCESS,
-                    )
+                    if message.status == status.SUPPRESSED:
+                        self.message_user(
+                            request,
+                            _("Test SMS to %(to)s saved but not sent: suppressed (%(reason)s).")
+                            % {"to": message.to, "reason": message.status_reason},
+                            messages.WARNING,
+                        )
+                    else:
+                        self.message_user(
+                            request,
+                            _("Test SMS to %(to)s saved and queued for sending.")
+                            % {"to": message.to},
+                            messages.SUCCESS,
+                        )
                     return HttpResponseRedirect(
                         reverse(
                             f"{self.admin_site.name}:{SmsMessage._meta.app_label}_"
