@@ -189,6 +189,9 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
 
         Any size: rows are validated and inserted 100 at a time inside one transaction,
         so a single invalid entry saves nothing; iterables are streamed, not listed.
+        Recipients the send gate refuses (suppressed, not allowed, vetoed, over a
+        per-recipient limit) are saved with status ``suppressed`` and their
+        ``status_reason``; the others are sent.
         """
         from .compose import Composer, SmsValidationError
         from .models import SmsBatch

@@ -139,3 +139,12 @@ def test_over_a_recipient_limit_the_admin_shows_an_error(admin_client, settings)
     shown = " ".join(str(m) for m in response.context["messages"])
     assert "could not be resent" in shown and "Too many messages" in shown
     assert SmsMessage.objects.count() == 1
+
+
+def test_a_batch_page_shows_its_suppressed_recipients(admin_client):
+    suppression.suppress(TO, reason="opt_out")
+    batch = SmsMessage.objects.send_bulk(to=[TO, "+919876543211"], body="Hi")
+    page = admin_client.get(reverse("admin:django_exotel_sms_smsbatch_change", args=[batch.pk]))
+    html = page.content.decode()
+    assert 'class="exotel-bar-not_sent" title="not sent: 1"' in html
+    assert "1 of 2 final" in html
