@@ -15,8 +15,9 @@ the others reached the stand-in, each once; every suppressed number is saved ``s
 (``opt_out``) and none reached it. Database work: queries per 100-message chunk saved and
 sent, measured in this process with and without the share suppressed.
 
-Target (issue 13): no more queries per 100-row chunk than without suppressions beyond the
-one set-based look-up, and exactly the others sent.
+Target (issue 13): sending costs the same queries per 100-row chunk with and without
+suppressions; saving a fixed few more per chunk holding refused rows, never one per number;
+exactly the others sent.
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def query_counts(size: int, share: float) -> dict[str, Any]:
             "send_queries_per_chunk": round(
                 (full["send_queries"] - half["send_queries"]) / chunks, 2
             ),
-            "save_queries_per_100": round(
+            # Saving chunks all recipients, 100 at a time.
+            "save_queries_per_chunk": round(
                 (full["save_queries"] - half["save_queries"])
-                / ((full["recipients"] - half["recipients"]) / 100),
+                / max(-(-full["recipients"] // 100) - -(-half["recipients"] // 100), 1),
                 2,
             ),
         }
@@ -204,9 +206,9 @@ def main() -> None:
     )
     common.print_table(
         f"Queries ({args.query_batch} recipients, in-process)",
-        ["queries", "save per 100", "send per chunk"],
+        ["queries", "save per chunk", "send per chunk"],
         [
-            [label, q["save_queries_per_100"], q["send_queries_per_chunk"]]
+            [label, q["save_queries_per_chunk"], q["send_queries_per_chunk"]]
             for label, q in queries.items()
         ],
     )
