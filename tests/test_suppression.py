@@ -509,3 +509,23 @@ def test_promotional_messages_to_india_need_a_numeric_header():
     assert SmsMessage.objects.send(
         "+919876543210", "Sale", sms_type="promotional", sender=PROMO_SENDER
     ).pk
+
+
+def test_reconciliation_feeds_the_list_too(sandbox, run):
+    from django_exotel_sms import reconcile
+
+    from .helpers import wait_until
+
+    number = numbers(1, start=7100)[0]
+    sandbox.set_outcome(number, "dnd")
+    message = run(_promo, number)
+    message.refresh_from_db()
+
+    def refreshed() -> bool:
+        reconcile.refresh_message(message)
+        message.refresh_from_db()
+        return message.status == status.FAILED_DND
+
+    assert wait_until(refreshed, timeout=10)
+    entry = Suppression.objects.get(number=number)
+    assert (entry.reason, entry.scope, entry.source) == ("dnd", "promotional", "reconcile")
