@@ -27,9 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "artifacts" / "bench"  # git-ignored
 HOST = "127.0.0.1"
-# The same environment variables bench/settings.py reads: runs side by side use their own.
-BROKER_URL = os.environ.get("BENCH_BROKER_URL", f"redis://{HOST}:6379/13")
-RATE_URL = os.environ.get("BENCH_RATE_LIMIT_URL", f"redis://{HOST}:6379/12")
+# Redis databases: the Celery broker and the shared limiter. BENCH_BROKER_URL /
+# BENCH_RATE_LIMIT_URL (the variables bench/settings.py reads) or BENCH_*_DB pick them, so
+# runs side by side use their own.
+BROKER_DB = int(os.environ.get("BENCH_BROKER_DB", "13"))
+RATE_DB = int(os.environ.get("BENCH_RATE_DB", "12"))
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", f"redis://{HOST}:6379/{BROKER_DB}")
+RATE_URL = os.environ.get("BENCH_RATE_LIMIT_URL", f"redis://{HOST}:6379/{RATE_DB}")
 DB_NAME = os.environ.get("BENCH_DB", "bench_exotel")
 PYTHON = sys.executable
 
@@ -200,6 +204,8 @@ def setup_django(overrides: dict[str, Any] | None = None, *, migrate: bool = Tru
     """Configure this process (and, through the environment, its children) and migrate."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     os.environ["BENCH_DB"] = DB_NAME
+    os.environ["BENCH_BROKER_URL"] = BROKER_URL  # read by bench/settings.py, here and in children
+    os.environ["BENCH_RATE_LIMIT_URL"] = RATE_URL
     os.environ["EXOTEL_SMS_OVERRIDES"] = json.dumps(overrides or {})
     if migrate:
         ensure_database()
@@ -234,11 +240,11 @@ def truncate_tables() -> None:
         SmsBatch,
         SmsMessage,
         StatusEvent,
+        Suppression,
     )
 
-    tables = [
-        m._meta.db_table for m in (StatusEvent, ClickEvent, SmsMessage, SmsBatch, IdempotencyRecord)
-    ]
+    models = (StatusEvent, ClickEvent, SmsMessage, SmsBatch, IdempotencyRecord, Suppression)
+    tables = [m._meta.db_table for m in models]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         cursor.execute(f"ANALYZE {', '.join(tables)}")

@@ -333,3 +333,106 @@ def check_scheduling(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
                 )
             )
     return out
+
+
+@register(Tags.compatibility)
+def check_consent_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """SUPPRESSION_CODES, RECIPIENT_LIMITS and ALLOWED_RECIPIENTS (see suppression.py)."""
+    raw = getattr(settings, conf.SETTINGS_NAME, None)
+    if not isinstance(raw, dict):
+        return []  # check_settings reports it
+    merged = {**conf.DEFAULTS, **raw}
+    return [
+        *_check_suppression_codes(merged["SUPPRESSION_CODES"]),
+        *_check_recipient_limits(merged["RECIPIENT_LIMITS"]),
+        *_check_allowed_recipients(merged["ALLOWED_RECIPIENTS"], merged["DEFAULT_REGION"]),
+    ]
+
+
+def _check_suppression_codes(value: Any) -> list[CheckMessage]:
+    from .models import Suppression
+
+    key = f"{conf.SETTINGS_NAME}['SUPPRESSION_CODES']"
+    if not isinstance(value, dict):
+        return [
+            Error(
+                f"{key} must be a dict of Exotel code -> (reason, scope[, threshold]).",
+                id=f"{_ID}.E040",
+            )
+        ]
+    reasons = [r for r, _ in Suppression.REASON_CHOICES]
+    scopes = [s for s, _ in Suppression.SCOPE_CHOICES]
+    out: list[CheckMessage] = []
+    for code, rule in value.items():
+        problem = None
+        if not str(code).isdigit():
+            problem = "its key is not a numeric Exotel code"
+        elif not isinstance(rule, (list, tuple)) or len(rule) not in (2, 3):
+            problem = "must be (reason, scope) or (reason, scope, threshold)"
+        elif rule[0] not in reasons:
+            problem = f"reason must be one of {', '.join(reasons)}"
+        elif rule[1] not in scopes:
+            problem = f"scope must be one of {', '.join(scopes)}"
+        elif len(rule) == 3 and not (isinstance(rule[2], int) and rule[2] >= 1):
+            problem = "threshold must be a positive integer"
+        if problem:
+            out.append(Error(f"{key}[{code!r}] {problem}.", id=f"{_ID}.E040"))
+    return out
+
+
+def _check_recipient_limits(value: Any) -> list[CheckMessage]:
+    from limits import parse
+
+    key = f"{conf.SETTINGS_NAME}['RECIPIENT_LIMITS']"
+    if not isinstance(value, dict):
+        return [
+            Error(f"{key} must be a dict such as {{'template:otp': '5/hour'}}.", id=f"{_ID}.E041")
+        ]
+    out: list[CheckMessage] = []
+    for name, limit in value.items():
+        try:
+            parse(str(limit))
+        except ValueError:
+            out.append(
+                Error(
+                    f"{key}[{name!r}] is not a rate limit: {limit!r}.",
+                    hint="Write it as 'N/second', 'N/minute', 'N/hour' or 'N/day'.",
+                    id=f"{_ID}.E041",
+                )
+            )
+    return out
+
+
+def _check_allowed_recipients(value: Any, region: Any) -> list[CheckMessage]:
+    from . import phone
+
+    key = f"{conf.SETTINGS_NAME}['ALLOWED_RECIPIENTS']"
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        return [
+            Error(f"{key} must be a list of numbers and prefixes ('+9198*').", id=f"{_ID}.E042")
+        ]
+    out: list[CheckMessage] = []
+    for entry in value:
+        text = str(entry).strip()
+        if text.endswith("*"):
+            if not text.startswith("+") or not text.rstrip("*")[1:].replace(" ", "").isdigit():
+                out.append(
+                    Error(f"{key}: prefix {entry!r} must look like '+9198*'.", id=f"{_ID}.E042")
+                )
+            continue
+        try:
+            phone.normalize(text, region)
+        except phone.InvalidNumber as exc:
+            out.append(Error(f"{key}: {exc}", id=f"{_ID}.E042"))
+    if not settings.DEBUG:
+        out.append(
+            Warning(
+                f"{key} is set while DEBUG is False: only its numbers receive SMS, every "
+                "other recipient is saved suppressed (not_allowed).",
+                hint="It is meant for staging; remove it in production.",
+                id=f"{_ID}.W040",
+            )
+        )
+    return out

@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.utils.module_loading import import_string
 
-from . import dlt, encoding, phone, scheduling
+from . import dlt, encoding, phone, scheduling, senders
 from .conf import account_key_path, get_account, get_settings
 
 if TYPE_CHECKING:
@@ -283,6 +283,10 @@ class Composer:
                 f"{account_key_path(self.account_alias, 'DEFAULT_SENDER')}."
             )
         sender_problem = sender and text_problem("sender", str(sender), _max_length("sender"))
+        if sender and not sender_problem:
+            sender_problem = senders.sender_problem(
+                sender, sms_type, to_india=bool(number) and phone.is_indian(number)
+            )
         if sender_problem:
             errors.setdefault("sender", []).append(sender_problem)
         sender_row = self._sender_row(sender) if sender and not sender_problem else None

@@ -94,6 +94,18 @@ DEFAULTS: dict[str, Any] = {
     ],
     "VALID_FOR": {},  # SMS type -> seconds a message may wait before it expires
     "RELEASE_INTERVAL": 5.0,  # seconds between release_due beat runs: scheduled sends' delay
+    # Consent and safety (suppression.py). Exotel code -> (reason, scope, failures needed).
+    "SUPPRESSION_CODES": {
+        23005: ("dnd", "promotional", 1),
+        23020: ("blacklist", "all", 1),
+        23084: ("consent", "all", 1),
+        23010: ("invalid_number", "all", 2),
+        23040: ("invalid_number", "all", 2),
+    },
+    # Per-recipient limits by "template:<name>" or SMS type, e.g. {"template:otp": "5/hour"}.
+    "RECIPIENT_LIMITS": {},
+    # Staging safety: only these numbers / prefixes ("+9198*") are sent to; None = everyone.
+    "ALLOWED_RECIPIENTS": None,
 }
 
 
@@ -146,6 +158,9 @@ class ExotelSmsSettings:
     sending_windows: Any = None
     valid_for: Any = None
     release_interval: float = 5.0
+    suppression_codes: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+    recipient_limits: dict[str, str] = field(default_factory=dict)
+    allowed_recipients: tuple[str, ...] | None = None
 
     @property
     def at_least_once(self) -> bool:
@@ -217,7 +232,24 @@ def get_settings() -> ExotelSmsSettings:
         sending_windows=s["SENDING_WINDOWS"],
         valid_for=s["VALID_FOR"],
         release_interval=float(s["RELEASE_INTERVAL"]),
+        suppression_codes=_suppression_codes(s["SUPPRESSION_CODES"]),
+        recipient_limits=dict(s["RECIPIENT_LIMITS"] or {}),
+        allowed_recipients=(
+            None if s["ALLOWED_RECIPIENTS"] is None else tuple(s["ALLOWED_RECIPIENTS"])
+        ),
     )
+
+
+def _suppression_codes(value: Any) -> dict[int, tuple[str, str, int]]:
+    """``{code: (reason, scope[, threshold])}`` with int codes; checks report bad entries (E040)."""
+    codes: dict[int, tuple[str, str, int]] = {}
+    for code, rule in (value or {}).items():
+        try:
+            reason, scope, *rest = rule
+            codes[int(code)] = (str(reason), str(scope), max(1, int(rest[0]) if rest else 1))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return codes
 
 
 def account_aliases() -> list[str]:

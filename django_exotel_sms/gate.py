@@ -81,8 +81,14 @@ def expire_all(now: datetime, limit: int = 10_000, rounds: int = 100) -> int:
 
 
 def screen(rows: Sequence[Mapping[str, Any]], now: datetime) -> dict[int, str]:
-    """Claimed rows the gate refuses for good, as ``{pk: reason}`` (to become ``suppressed``)."""
-    return {}
+    """Claimed rows the gate refuses for good, as ``{pk: reason}`` (to become ``suppressed``).
+
+    The suppression list and the allow-list, read again here so an entry added after the
+    message was saved still holds: one set-based look-up for the whole chunk.
+    """
+    from . import suppression
+
+    return suppression.screen(rows, now)
 
 
 def close(

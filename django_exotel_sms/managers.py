@@ -71,6 +71,12 @@ def dispatch_batch(pk: int, send_async: bool, using: str) -> None:
     transaction.on_commit(run, using=using)
 
 
+def _close_refused(reasons: dict[int, str]) -> None:
+    from .gate import close
+
+    close(reasons, status.SUPPRESSED, note="refused before sending")
+
+
 class SmsMessageQuerySet(models.QuerySet["SmsMessage"]):
     def final(self) -> SmsMessageQuerySet:
         return self.filter(status__in=status.TERMINAL_STATUSES)
@@ -125,7 +131,11 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
     ) -> SmsMessage:
         """Validate, save and send one SMS; returns the saved message.
 
-        Raises ``SmsValidationError`` (nothing saved) when the input is invalid. With
+        Raises ``SmsValidationError`` (nothing saved) when the input is invalid, and
+        ``suppression.RecipientLimitExceeded`` (nothing saved; it carries ``retry_after``)
+        when the recipient is over a ``RECIPIENT_LIMITS`` limit. A recipient the send gate
+        refuses (suppressed, not allowed, vetoed) is saved with status ``suppressed`` and
+        its ``status_reason``, and never sent: check ``message.status``. With
         ``send_async=False`` the message is sent in this process once the surrounding
         transaction (if any) commits, through the same code as the Celery task.
 
@@ -153,11 +163,19 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             expires_at=expires_at,
             valid_for=valid_for,
         )
+        from . import suppression
+
         using = self._db or router.db_for_write(self.model)
+        message = self.model(**fields)
+        # Over a per-recipient limit: raises RecipientLimitExceeded, nothing saved.
+        refused = suppression.decide([message], single=True)
         with transaction.atomic(using=using):
-            message = self.model(**fields)
             message.save(using=using)
-            if message.next_attempt_at is None:
+            if refused:
+                # Kept, never sent: saved and closed as suppressed with its reason.
+                _close_refused({message.pk: refused[0]})
+                message.status, message.status_reason = status.SUPPRESSED, refused[0]
+            elif message.next_attempt_at is None:  # a scheduled one waits for release_due
                 dispatch_message(message.pk, send_async, using)
         if not send_async and not transaction.get_connection(using).in_atomic_block:
             message.refresh_from_db()
@@ -192,6 +210,9 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
 
         Any size: rows are validated and inserted 100 at a time inside one transaction,
         so a single invalid entry saves nothing; iterables are streamed, not listed.
+        Recipients the send gate refuses (suppressed, not allowed, vetoed, over a
+        per-recipient limit) are saved with status ``suppressed`` and their
+        ``status_reason``; the others are sent.
         """
         from .compose import Composer, SmsValidationError, check_batch_name
         from .models import SmsBatch
@@ -279,7 +300,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                         rows.append(self.model(batch=batch, **fields))
                 total += len(chunk)
                 if rows and not error_count:
-                    self.model.objects.using(using).bulk_create(rows)
+                    self._create_chunk(rows, batch, using)
             if error_count:
                 more = error_count - MAX_LISTED_ERRORS
                 if more > 0:
@@ -296,6 +317,33 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             if due_now:
                 dispatch_batch(batch.pk, send_async, using)
         return batch
+
+    def _create_chunk(self, rows: list[SmsMessage], batch: SmsBatch, using: str) -> None:
+        """Insert a chunk; the recipients the gate refuses are closed as suppressed at once.
+
+        A fixed number of queries per chunk: one look-up of the suppression list, the
+        insert, and (when some are refused) gate.close's few set-based statements.
+        """
+        from . import suppression
+
+        refused = suppression.decide(rows)
+        for index, reason in refused.items():
+            rows[index].status_reason = reason
+        created = self.model.objects.using(using).bulk_create(rows)
+        if not refused:
+            return
+        reasons = {created[i].pk: reason for i, reason in refused.items()}
+        if None in reasons:  # a database that does not return primary keys from bulk inserts
+            reasons = dict(
+                self.model.objects.using(using)
+                .filter(
+                    batch=batch,
+                    status=status.PENDING,
+                    status_reason__in=set(refused.values()),
+                )
+                .values_list("pk", "status_reason")
+            )
+        _close_refused(reasons)
 
     @staticmethod
     def _message_item(item: Mapping[str, Any], index: int) -> dict[str, Any]:

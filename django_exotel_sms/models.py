@@ -6,7 +6,6 @@ later step (claim, transport, record, callback, reconciliation) moves it forward
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -31,8 +30,6 @@ SMS_TYPE_CHOICES = [
 ]
 ENCODING_CHOICES = [("plain", _("GSM-7 (plain)")), ("unicode", _("UCS-2 (unicode)"))]
 PRIORITY_CHOICES = [("normal", _("Normal")), ("high", _("High (OTP only)"))]
-
-_HEADER_RE = re.compile(r"^(?:[A-Za-z]{6}|[0-9]{6})$")
 
 
 class DltEntity(models.Model):
@@ -84,16 +81,11 @@ class SenderId(models.Model):
         return self.header.isdigit()
 
     def clean(self) -> None:
-        if not _HEADER_RE.match(self.header or ""):
-            raise ValidationError(
-                {
-                    "header": _(
-                        "A sender ID is 6 letters (transactional) or 6 digits (promotional); "
-                        "got %(header)r."
-                    )
-                    % {"header": self.header}
-                }
-            )
+        from .senders import header_problem  # the same rule as the Python API's
+
+        problem = header_problem(self.header or "")
+        if problem:
+            raise ValidationError({"header": problem})
         self.header = self.header.upper()
 
 
@@ -210,7 +202,11 @@ class SmsBatch(models.Model):
     def progress(self, counts: dict[str, int] | None = None) -> dict[str, Any]:
         counts = self.status_counts() if counts is None else counts
         final = sum(n for s, n in counts.items() if status.is_terminal(s))
-        accepted = sum(n for s, n in counts.items() if status.rank(s) >= status.rank(status.QUEUED))
+        accepted = sum(
+            n
+            for s, n in counts.items()
+            if status.rank(s) >= status.rank(status.QUEUED) and not status.is_not_sent(s)
+        )
         total = self.total or sum(counts.values())
         return {
             "total": total,
@@ -411,3 +407,65 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.key}"
+
+
+class Suppression(models.Model):
+    """A number the app must not send to: for every SMS type, or for promotional ones only.
+
+    Written and read through :mod:`django_exotel_sms.suppression`, which normalises every
+    number to E.164 first, so ``09876543210`` and ``+91 98765 43210`` are one entry.
+    """
+
+    REASON_OPT_OUT = "opt_out"
+    REASON_DND = "dnd"
+    REASON_BLACKLIST = "blacklist"
+    REASON_INVALID_NUMBER = "invalid_number"
+    REASON_CONSENT = "consent"
+    REASON_MANUAL = "manual"
+    REASON_CHOICES = [
+        (REASON_OPT_OUT, _("Opted out")),
+        (REASON_DND, _("DND (Do Not Disturb)")),
+        (REASON_BLACKLIST, _("Blacklisted")),
+        (REASON_INVALID_NUMBER, _("Invalid number")),
+        (REASON_CONSENT, _("No consent")),
+        (REASON_MANUAL, _("Manual")),
+    ]
+    SCOPE_ALL = "all"
+    SCOPE_PROMOTIONAL = "promotional"
+    SCOPE_CHOICES = [
+        (SCOPE_ALL, _("All messages")),
+        (SCOPE_PROMOTIONAL, _("Promotional messages only")),
+    ]
+
+    number = models.CharField(_("number"), max_length=20, help_text=_("In E.164: +919876543210."))
+    reason = models.CharField(_("reason"), max_length=32, choices=REASON_CHOICES)
+    scope = models.CharField(_("scope"), max_length=16, choices=SCOPE_CHOICES, default=SCOPE_ALL)
+    source = models.CharField(
+        _("source"), max_length=32, blank=True, help_text=_("Who added it: admin, api, callback...")
+    )
+    note = models.CharField(_("note"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(
+        _("expires at"), null=True, blank=True, help_text=_("Empty: never expires.")
+    )
+
+    class Meta:
+        verbose_name = _("suppression")
+        verbose_name_plural = _("suppressions")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["number", "scope"], name="exotel_suppression_unique")
+        ]
+        indexes = [models.Index(fields=["reason"], name="exotel_suppression_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.get_reason_display()}, {self.get_scope_display()})"
+
+    def clean(self) -> None:
+        from . import phone
+        from .conf import get_settings
+
+        try:
+            self.number = phone.normalize(self.number, get_settings().default_region)
+        except phone.InvalidNumber as exc:
+            raise ValidationError({"number": str(exc)}) from exc

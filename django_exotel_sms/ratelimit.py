@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,6 +112,31 @@ def take(account: str = "default", kind: str = "post") -> None:
     if not limiter.hit(item, "exotel-sms", key, kind):
         stats = limiter.get_window_stats(item, "exotel-sms", key, kind)
         raise RateLimited(max(0.0, stats.reset_time - time.time()))
+
+
+def take_all(
+    wanted: Sequence[tuple[RateLimitItem, tuple[str, ...]]],
+) -> tuple[int, float] | None:
+    """Take one slot of every ``(limit, identifiers)``, never waiting; None when all were taken.
+
+    Otherwise ``(index of the first full limit, seconds until it frees a slot)``. Each limit
+    is tested before any is hit, so a refused message uses up none of them.
+    """
+    limiter = _limiter()
+    for index, (item, identifiers) in enumerate(wanted):
+        if not limiter.test(item, "exotel-sms", *identifiers):
+            return index, _reset_in(limiter, item, identifiers)
+    for index, (item, identifiers) in enumerate(wanted):
+        if not limiter.hit(item, "exotel-sms", *identifiers):  # lost a race for the last slot
+            return index, _reset_in(limiter, item, identifiers)
+    return None
+
+
+def _reset_in(
+    limiter: MovingWindowRateLimiter, item: RateLimitItem, identifiers: tuple[str, ...]
+) -> float:
+    stats = limiter.get_window_stats(item, "exotel-sms", *identifiers)
+    return max(1.0, stats.reset_time - time.time())
 
 
 def reset() -> None:

@@ -1,7 +1,7 @@
 """Signals, and the one place that fires them.
 
-Receivers get ``message`` (an ``SmsMessage``) and ``previous_status``; the signals are
-sent after the transaction that changed the status commits, so a receiver never sees
+Status signals: receivers get ``message`` (an ``SmsMessage``) and ``previous_status``; they
+are sent after the transaction that changed the status commits, so a receiver never sees
 a status that is later rolled back. A receiver that raises is logged, never propagated:
 it must not fail a callback or a task.
 
@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 sms_status_changed = Signal()  # message, previous_status, new_status, source, to_handset
 sms_delivered = Signal()  # message, previous_status, to_handset
 sms_failed = Signal()  # message, previous_status
+# Sent at compose time, before a message is saved (``message`` has no pk yet). A receiver
+# raising ``suppression.SendVetoed(reason)`` refuses it: it is saved ``suppressed`` with
+# that reason and never sent. Any other exception propagates to the caller (nothing saved).
+pre_send = Signal()  # message
 
 
 def _has_listeners() -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import router, transaction
 from django.utils import timezone
 
-from . import signals, status
+from . import signals, status, suppression
 from .models import SmsMessage, StatusEvent
 
 logger = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ def apply_report(message_pk: int, report: StatusReport, source: str) -> bool:
             SmsMessage.objects.using(db)
             .select_for_update()
             .filter(pk=message_pk)
-            .values_list("status", "sid")
+            .values_list("status", "sid", "to")
             .first()
         )
         if current is None:
             return False
-        previous, sid = current
+        previous, sid, number = current
         updates: dict[str, Any] = {
             "status": report.status,
             "detailed_status_code": report.detailed_status_code,
@@ -107,6 +107,9 @@ def apply_report(message_pk: int, report: StatusReport, source: str) -> bool:
             if report.status not in _KNOWN
             else f"not applied: message was already {previous}",
         )
+        if changed and status.is_failure(report.status):
+            # A permanent failure code (SUPPRESSION_CODES) puts the number on the list.
+            suppression.learn(number, report.detailed_status_code, source=source, using=db)
         if changed:
             signals.notify_after_commit([(message_pk, previous, report.status, source)], using=db)
     return changed

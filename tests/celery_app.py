@@ -9,3 +9,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 app = Celery("django_exotel_sms_tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["django_exotel_sms"])
+
+
+@app.task(name="tests.send_to_one", ignore_result=True)
+def send_to_one(number: str) -> None:
+    """A project's task composing a message in a worker (as an OTP view's task would)."""
+    from django_exotel_sms.models import SmsMessage
+
+    SmsMessage.objects.send_bulk(to=[number], body="Your code is 1234")

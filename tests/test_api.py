@@ -145,6 +145,7 @@ def test_router_and_urls() -> None:
         "batches",
         "dlt-entities",
         "senders",
+        "suppressions",
     ]
     assert len(urlpatterns) == len(router.urls)
 
@@ -152,7 +153,14 @@ def test_router_and_urls() -> None:
 def test_api_root_lists_the_endpoints(api) -> None:
     response = api.get(reverse("api-root"))
     assert response.status_code == 200
-    assert set(response.json()) == {"messages", "templates", "batches", "dlt-entities", "senders"}
+    assert set(response.json()) == {
+        "messages",
+        "templates",
+        "batches",
+        "dlt-entities",
+        "senders",
+        "suppressions",
+    }
 
 
 def test_send_one_saves_and_enqueues_on_commit(

@@ -81,6 +81,8 @@ def test_schema_covers_every_endpoint_and_action(openapi) -> None:
         "/api/sms/dlt-entities/{id}/": {"get", "put", "patch", "delete"},
         "/api/sms/senders/": {"get", "post"},
         "/api/sms/senders/{id}/": {"get", "put", "patch", "delete"},
+        "/api/sms/suppressions/": {"get", "post"},
+        "/api/sms/suppressions/{id}/": {"get", "put", "patch", "delete"},
     }
     assert set(paths) == set(expected)
     for route, methods in expected.items():

@@ -315,3 +315,37 @@ def test_message_scheduled_two_seconds_ahead_leaves_only_then(sandbox, start_wor
     scheduled.refresh_from_db()
     warm.refresh_from_db()
     assert scheduled.status not in OPEN and warm.status not in OPEN
+
+
+def test_recipient_limits_hold_across_two_workers_and_the_web_process(
+    sandbox, start_worker, settings
+):
+    """Per-recipient limits live in Redis: messages composed anywhere share one window."""
+    from tests.celery_app import app
+
+    limits = {"RECIPIENT_LIMITS": {"*": "5/hour"}}
+    settings.EXOTEL_SMS = {
+        **settings.EXOTEL_SMS,
+        "RATE_LIMIT_STORAGE": f"redis://127.0.0.1:6379/{RATE_DB}",
+        **limits,
+    }
+    start_worker("limits1", **limits)
+    start_worker("limits2", **limits)
+    number, other = numbers(2, start=70_000)
+    for _ in range(12):  # composed in the workers, whichever takes each task
+        app.send_task("tests.send_to_one", args=[number])
+    for _ in range(4):  # composed here, in the web process
+        SmsMessage.objects.send_bulk(to=[number], body="Your code is 1234")
+    SmsMessage.objects.send_bulk(to=[other], body="Your code is 1234")
+
+    def settled() -> bool:
+        open_ = SmsMessage.objects.filter(status__in=(status.PENDING, status.SUBMITTING))
+        return SmsMessage.objects.count() == 17 and not open_.exists()
+
+    assert wait_until(settled, timeout=120), list(SmsMessage.objects.values_list("status"))
+    rows = SmsMessage.objects.filter(to=number)
+    assert rows.filter(status=status.QUEUED).count() == 5
+    assert rows.filter(status=status.SUPPRESSED, status_reason="rate_limited").count() == 11
+    assert SmsMessage.objects.get(to=other).status == status.QUEUED
+    counts = sandbox.recipient_counts()
+    assert (counts[number], counts[other]) == (5, 1)

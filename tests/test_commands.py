@@ -76,7 +76,7 @@ def test_send_one_async_saves_a_pending_message_with_the_options():
         "--body",
         "Hi",
         "--sender",
-        "ABCDEF",
+        "600123",
         "--sms-type",
         "promotional",
         "--custom-field",
@@ -86,7 +86,7 @@ def test_send_one_async_saves_a_pending_message_with_the_options():
     message = SmsMessage.objects.get()
     assert message.status == status.PENDING  # the task is enqueued on commit
     assert (message.sender, message.sms_type, message.custom_field) == (
-        "ABCDEF",
+        "600123",
         "promotional",
         "order-7",
     )

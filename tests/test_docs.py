@@ -234,7 +234,12 @@ def eager_celery() -> Iterator[None]:
 def restored_signals() -> Iterator[None]:
     from django_exotel_sms import signals
 
-    sigs = (signals.sms_status_changed, signals.sms_delivered, signals.sms_failed)
+    sigs = (
+        signals.sms_status_changed,
+        signals.sms_delivered,
+        signals.sms_failed,
+        signals.pre_send,
+    )
     saved = [list(s.receivers) for s in sigs]
     try:
         yield

@@ -278,7 +278,7 @@ def test_bulk_shared_options_reach_every_message(on_commit: Callable[[], Any]) -
         batch = SmsMessage.objects.send_bulk(
             to=numbers(2),
             body="Hi",
-            sender="ACMEIN",
+            sender="600123",
             dlt_entity_id="1101000000000000099",
             dlt_template_id="1107000000000000003",
             sms_type="promotional",
@@ -292,7 +292,7 @@ def test_bulk_shared_options_reach_every_message(on_commit: Callable[[], Any]) -
         )
     )
     expected = (
-        "ACMEIN",
+        "600123",
         "1101000000000000099",
         "1107000000000000003",
         "promotional",

@@ -1,4 +1,5 @@
-"""Admin screens: messages (built for millions of rows), templates, batches, DLT identifiers.
+"""Admin screens: messages (built for millions of rows), templates, batches, DLT identifiers,
+suppressions.
 
 Importing this package registers them with the default admin site.
 """
@@ -9,6 +10,7 @@ from .batch_admin import SmsBatchAdmin
 from .dlt_admin import DltEntityAdmin, SenderIdAdmin
 from .message_admin import SmsMessageAdmin
 from .pagination import CappedCountPaginator
+from .suppression_admin import SuppressionAdmin
 from .template_admin import SmsTemplateAdmin
 
 __all__ = [
@@ -18,4 +20,5 @@ __all__ = [
     "SmsBatchAdmin",
     "SmsMessageAdmin",
     "SmsTemplateAdmin",
+    "SuppressionAdmin",
 ]

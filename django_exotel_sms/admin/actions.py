@@ -22,6 +22,7 @@ from .. import reconcile
 from ..compose import SmsValidationError
 from ..exceptions import ExotelError
 from ..models import SmsMessage
+from ..suppression import RecipientLimitExceeded
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -128,6 +129,8 @@ def resend_messages(
                 resend_copy(message)
             except SmsValidationError as exc:
                 errors.append(f"#{message.pk} ({message.to}): {_error_text(exc)}")
+            except RecipientLimitExceeded as exc:
+                errors.append(f"#{message.pk} ({message.to}): {exc}")
             else:
                 created += 1
         if created:

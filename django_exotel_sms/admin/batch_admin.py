@@ -31,6 +31,8 @@ _FAMILIES = (
         "#0d6efd",
         frozenset({status.QUEUED, status.SENDING, status.SUBMITTED, status.UNCERTAIN}),
     ),
+    # Kept from Exotel on purpose (suppressed, expired, cancelled): final, never sent.
+    ("not_sent", _("not sent"), "#6c757d", status.NOT_SENT_STATUSES),
 )
 
 

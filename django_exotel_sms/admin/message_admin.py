@@ -89,6 +89,7 @@ class ClickEventInline(ReadOnlyInline):
 _MAIN_FIELDS = ("to", "sender", "body", "template", "batch", "custom_field", "account")
 _STATUS_FIELDS = (
     "status_badge",
+    "status_reason",
     "sid",
     "detailed_status_code",
     "detailed_status",
@@ -193,7 +194,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     @admin.display(description=_("detailed status"))
     def detailed(self, obj: SmsMessage) -> SafeString | str:
         if obj.detailed_status_code is None and not obj.detailed_status:
-            return "-"
+            return obj.status_reason or "-"  # why the send gate held or refused it
         # The code, and the name under it (it may break at underscores, never be cut off).
         return format_html(
             '<span title="{}"><span class="exotel-detail-code">{}</span>'

@@ -16,9 +16,10 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import dlt
+from .. import dlt, status
 from ..compose import SmsValidationError
 from ..models import SmsMessage, SmsTemplate
+from ..suppression import RecipientLimitExceeded
 from .base import ModelAdmin
 from .labels import labelled_form
 from .preview import ENCODING_LABELS, TestSendForm, VariablesForm, preview
@@ -194,17 +195,27 @@ class SmsTemplateAdmin(ModelAdmin):
                         target = field if field == "to" else None
                         for text in texts:
                             form.add_error(target, text if target else f"{field}: {text}")
+                except RecipientLimitExceeded as exc:
+                    form.add_error("to", str(exc))
                 else:
-                    if message.deferred_until is None:
-                        text = _("Test SMS to %(to)s saved and queued for sending.")
+                    if message.status == status.SUPPRESSED:
+                        self.message_user(
+                            request,
+                            _("Test SMS to %(to)s saved but not sent: suppressed (%(reason)s).")
+                            % {"to": message.to, "reason": message.status_reason},
+                            messages.WARNING,
+                        )
                     else:
-                        text = _("Test SMS to %(to)s saved, deferred until %(when)s.")
-                    when = message.deferred_until
-                    self.message_user(
-                        request,
-                        text % {"to": message.to, "when": when and localtime(when)},
-                        messages.SUCCESS,
-                    )
+                        if message.deferred_until is None:
+                            text = _("Test SMS to %(to)s saved and queued for sending.")
+                        else:
+                            text = _("Test SMS to %(to)s saved, deferred until %(when)s.")
+                        when = message.deferred_until
+                        self.message_user(
+                            request,
+                            text % {"to": message.to, "when": when and localtime(when)},
+                            messages.SUCCESS,
+                        )
                     return HttpResponseRedirect(
                         reverse(
                             f"{self.admin_site.name}:{SmsMessage._meta.app_label}_"

@@ -14,3 +14,4 @@ router.register("templates", views.TemplateViewSet, basename="exotel-sms-templat
 router.register("batches", views.BatchViewSet, basename="exotel-sms-batch")
 router.register("dlt-entities", views.DltEntityViewSet, basename="exotel-sms-dlt-entity")
 router.register("senders", views.SenderIdViewSet, basename="exotel-sms-sender")
+router.register("suppressions", views.SuppressionViewSet, basename="exotel-sms-suppression")

@@ -19,7 +19,15 @@ from rest_framework.validators import UniqueValidator
 
 from .. import dlt
 from ..conf import get_settings
-from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate, StatusEvent
+from ..models import (
+    DltEntity,
+    SenderId,
+    SmsBatch,
+    SmsMessage,
+    SmsTemplate,
+    StatusEvent,
+    Suppression,
+)
 from .schema import field_schema
 
 __all__ = [
@@ -338,6 +346,7 @@ _MESSAGE_FIELDS = [
     "batch",
     "sid",
     "status",
+    "status_reason",
     "is_final",
     "detailed_status_code",
     "detailed_status",
@@ -520,3 +529,25 @@ class SmsTemplateSerializer(CleanModelSerializer):
             return [p.kind for p in dlt.parse_template(template.body)]
         except dlt.DltTemplateError:
             return []
+
+
+class SuppressionSerializer(CleanModelSerializer):
+    """A suppression; ``number`` in any format the app accepts, stored (and shown) in E.164."""
+
+    class Meta:
+        model = Suppression
+        fields = ["id", "number", "reason", "scope", "source", "note", "created_at", "expires_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_number(self, value: str) -> str:
+        # Normalised before the (number, scope) uniqueness check, so formats cannot duplicate.
+        from .. import phone, suppression
+
+        try:
+            return suppression.normalize(value)
+        except phone.InvalidNumber as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def create(self, validated_data: dict[str, Any]) -> Suppression:
+        validated_data.setdefault("source", "api")
+        return super().create(validated_data)

@@ -7,6 +7,7 @@ ours (see ``permissions.py``) unless ``EXOTEL_SMS['API_PERMISSION_CLASSES']`` is
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,12 +23,13 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import dlt, encoding, ratelimit, reconcile
+from .. import dlt, encoding, phone, ratelimit, reconcile, suppression
 from ..compose import SmsValidationError
 from ..conf import get_settings
 from ..exceptions import ExotelError
-from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate
+from ..models import DltEntity, SenderId, SmsBatch, SmsMessage, SmsTemplate, Suppression
 from ..querystring import MAX_ID, whole_number
+from ..suppression import RecipientLimitExceeded
 from . import permissions
 from .filters import MessageFilter
 from .idempotency import idempotent
@@ -45,6 +47,7 @@ from .serializers import (
     SmsMessageDetailSerializer,
     SmsMessageSerializer,
     SmsTemplateSerializer,
+    SuppressionSerializer,
     TemplatePreviewSerializer,
     TemplateSendSerializer,
 )
@@ -80,11 +83,14 @@ _SEND_OPTIONS = (
 
 @contextmanager
 def manager_errors() -> Iterator[None]:
-    """The manager's validation errors, as DRF field errors with the same texts."""
+    """The manager's errors as DRF's: field errors with the same texts; 429 over a limit."""
     try:
         yield
     except SmsValidationError as exc:
         raise serializers.ValidationError(exc.message_dict) from None
+    except RecipientLimitExceeded as exc:
+        # DRF answers 429 with Retry-After (whole seconds, rounded up).
+        raise Throttled(wait=math.ceil(exc.retry_after), detail=str(exc)) from None
 
 
 def _options(data: dict[str, Any]) -> dict[str, Any]:
@@ -419,3 +425,28 @@ class SenderIdViewSet(SmsModelViewSet):
     queryset = SenderId.objects.all()
     serializer_class = SenderIdSerializer
     pagination_class = OldestFirstPagination
+
+
+# -- suppressions -------------------------------------------------------------------------
+
+
+@extend_schema(tags=["Suppressions"])
+class SuppressionViewSet(SmsModelViewSet):
+    """Numbers never sent to (or not for promotional SMS). ``?number=`` takes any format."""
+
+    queryset = Suppression.objects.all()
+    serializer_class = SuppressionSerializer
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self) -> QuerySet[Suppression]:
+        qs = super().get_queryset()
+        params = self.request.query_params
+        if params.get("number"):
+            try:
+                qs = qs.filter(number=suppression.normalize(params["number"]))
+            except phone.InvalidNumber:
+                qs = qs.none()
+        for name in ("reason", "scope", "source"):
+            if params.get(name):
+                qs = qs.filter(**{name: params[name]})
+        return qs

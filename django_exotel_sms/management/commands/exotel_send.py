@@ -35,6 +35,7 @@ from django.utils.dateparse import parse_datetime
 from ... import scheduling, status
 from ...compose import SmsValidationError
 from ...models import SmsBatch, SmsMessage
+from ...suppression import RecipientLimitExceeded
 
 # Optional per-message columns, passed through to send_bulk(messages=[...]).
 PER_MESSAGE_COLUMNS = ("sender", "sms_type", "dlt_template_id")
@@ -260,6 +261,8 @@ class Command(BaseCommand):
             if options["csv"] is not None:
                 lines.append("  (message N is the CSV's N-th row after the header)")
             raise CommandError("Invalid input; nothing was saved:\n" + "\n".join(lines)) from exc
+        except RecipientLimitExceeded as exc:
+            raise CommandError(f"{exc} Nothing was saved.") from exc
 
         total = messages.count()
         if options["wait"]:
