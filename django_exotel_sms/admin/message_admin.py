@@ -115,7 +115,6 @@ _DELIVERY_FIELDS = (
     "submitted_at",
     "sent_at",
     "updated_at",
-    "status_reason",
     "send_at",
     "expires_at",
     "waiting",
