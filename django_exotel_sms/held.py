@@ -4,7 +4,8 @@ A status callback that cannot name its message -- several Sid-less messages in i
 scope have the posted number (a batch repeating a number, a callback arriving before
 the send's answer) -- is held as unapplied history on every candidate (``views.py``).
 When a send's answer later records Sids, :func:`apply_held_reports` applies the held
-reports whose Sid a row just got, forward-only: one query per chunk when none is held.
+reports whose Sid a row just got, forward-only. The outcome write's own lock query tells
+which rows have any (:func:`held_exists`), so a chunk with none costs no query more.
 A row that got another Sid is not the report's (at most once, a row has one Sid); when
 all candidates but one have Sids of their own, the last one adopts the held Sid.
 
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, router, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from .conf import get_settings
@@ -36,6 +37,15 @@ T = TypeVar("T")
 
 Held = tuple[int, int, str, StatusReport]  # event pk, message pk, Sid, report
 _HELD = Q(note__startswith=HELD_NOTE)
+
+
+def held_exists() -> Exists:
+    """Whether a message has a held report (for annotating the outcome write's lock query)."""
+    return Exists(
+        StatusEvent.objects.filter(
+            _HELD, message_id=OuterRef("pk"), source=StatusEvent.SOURCE_CALLBACK, applied=False
+        )
+    )
 
 
 def _held_events(db: str, notes: Q = _HELD, **filters: Any) -> list[Held]:

@@ -89,6 +89,9 @@ class Claim:
     rows: list[dict[str, Any]]
     batch: SmsBatch | None = None
     previous: dict[int, str] = field(default_factory=dict)
+    # Rows a status callback could not tell apart had a report held for them (held.py),
+    # seen by the outcome write's own lock query.
+    held: set[int] = field(default_factory=set)
 
 
 def _db() -> str:
@@ -122,11 +125,12 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
         # Nothing claimable: close what expired meanwhile (the claim never takes it anyway).
         gate.expire(base.using(db), now)
         return None
-    rows = list(
+    rows = gate.claimed_rows(
         SmsMessage.objects.using(db)
         .filter(claim_token=token, status=status.SUBMITTING)
-        .order_by("pk")
-        .values(*ROW_FIELDS)
+        .order_by("pk"),
+        ROW_FIELDS,
+        now,
     )
     refused = gate.screen(rows, now)
     if refused:
@@ -415,12 +419,17 @@ def _apply_once(
     from_statuses: list[str],
 ) -> list[int]:
     # Runs inside retry_write's transaction.
-    owned = dict(
+    owned: dict[int, str] = {}
+    for pk, previous, has_held in (
         SmsMessage.objects.using(db)
         .select_for_update()
         .filter(pk__in=list(per_row), claim_token=claim.token, status__in=list(from_statuses))
-        .values_list("pk", "status")
-    )
+        .annotate(has_held=held.held_exists())
+        .values_list("pk", "status", "has_held")
+    ):
+        owned[pk] = previous
+        if has_held:
+            claim.held.add(pk)
     if len(owned) < len(per_row):
         logger.warning(
             "%d claimed message(s) were taken over before their outcome was recorded; "
@@ -472,7 +481,9 @@ def _record_results(
         per_row,
     )
     # Callbacks that came before this answer and could not name their row apply now.
-    held.apply_held_reports({pk: per_row[pk]["sid"] for pk in written if per_row[pk]["sid"]})
+    held.apply_held_reports(
+        {pk: per_row[pk]["sid"] for pk in written if per_row[pk]["sid"] and pk in claim.held}
+    )
     for values in per_row.values():
         if values["status"] == status.REJECTED:
             outcome.rejected += 1

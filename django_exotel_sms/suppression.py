@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, router, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from limits import RateLimitItem, parse
 
@@ -218,9 +218,36 @@ def refusals(items: Sequence[tuple[K, str, str]], now: datetime | None = None) -
     return refused
 
 
+# What the claim reads with its rows (``claimed_fields``), so screening costs no query.
+CLAIM_FIELDS = ("suppressed_all", "suppressed_promotional")
+
+
+def claimed_fields(qs: QuerySet[SmsMessage], now: datetime) -> QuerySet[SmsMessage]:
+    """``qs`` with each row's active suppression reasons, per scope, as correlated subqueries."""
+    entries = active(Suppression.objects.filter(number=OuterRef("to")), now)
+    return qs.annotate(
+        suppressed_all=Subquery(entries.filter(scope=Suppression.SCOPE_ALL).values("reason")[:1]),
+        suppressed_promotional=Subquery(
+            entries.filter(scope=Suppression.SCOPE_PROMOTIONAL).values("reason")[:1]
+        ),
+    )
+
+
 def screen(rows: Sequence[Mapping[str, Any]], now: datetime) -> dict[int, str]:
-    """The claim's check of claimed rows: what changed since compose time also holds."""
-    return refusals([(row["pk"], row["to"], row["sms_type"] or "") for row in rows], now)
+    """The claim's check of claimed rows: what changed since compose time also holds.
+
+    The rows carry ``CLAIM_FIELDS`` (read by the claim's own query); no query here.
+    """
+    refused: dict[int, str] = {}
+    for row in rows:
+        reason = row["suppressed_all"]
+        if reason is None and row["sms_type"] == PROMOTIONAL:
+            reason = row["suppressed_promotional"]
+        if not is_allowed(row["to"]):
+            reason = NOT_ALLOWED
+        if reason:
+            refused[row["pk"]] = reason
+    return refused
 
 
 # -- compose time: veto and per-recipient limits ----------------------------------------------

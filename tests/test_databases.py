@@ -44,7 +44,11 @@ def _pks(batch: SmsBatch) -> list[int]:
 
 def _claim_select(queries: list[dict[str, Any]]) -> str:
     selects = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
-    selects = [sql for sql in selects if "LIMIT" in sql.upper()]
+    # The claim's own SELECT: the only one with a LIMIT (the rows read after the claim carry
+    # LIMIT 1 only inside their suppression subqueries).
+    selects = [
+        sql for sql in selects if "LIMIT" in sql.upper() and "SUPPRESSION" not in sql.upper()
+    ]
     assert len(selects) == 1, selects
     return selects[0].upper()
 

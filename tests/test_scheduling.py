@@ -41,6 +41,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 IST = ZoneInfo("Asia/Kolkata")
 UTC = dt_timezone.utc
 
+# Promotional SMS to Indian numbers need a 6-digit numeric header (compose refuses others).
+PROMO_SENDER = "600123"
+
 
 class Clock:
     def __init__(self, now: datetime) -> None:
@@ -223,7 +226,9 @@ def test_expiry_defaults_template_then_sms_type_explicit_wins(clock, settings) -
     at = now + timedelta(minutes=30)
     scheduled = SmsMessage.objects.send("+919876500007", "hi", send_at=at, valid_for=60)
     assert scheduled.expires_at == at + timedelta(seconds=60)  # counted from send_at
-    promo = SmsMessage.objects.send("+919876500008", "hi", sms_type="promotional")
+    promo = SmsMessage.objects.send(
+        "+919876500008", "hi", sms_type="promotional", sender=PROMO_SENDER
+    )
     assert promo.expires_at is None  # no default for promotional: never expires
 
 
@@ -282,7 +287,9 @@ def test_a_promotional_batch_stops_at_the_close_and_completes_after_the_opening(
 
     monkeypatch.setattr(sending, "_claim", slow_claim)
     recipients = numbers(1000)
-    batch = SmsMessage.objects.send_bulk(to=recipients, body="50% off", sms_type="promotional")
+    batch = SmsMessage.objects.send_bulk(
+        to=recipients, body="50% off", sms_type="promotional", sender=PROMO_SENDER
+    )
     run(enqueued)  # the batch's runs: the first does the work, the second finds it closed
     assert clock.now >= datetime(2026, 3, 2, 21, 0, tzinfo=IST)
     before_close = sent_to(sandbox)
@@ -311,16 +318,24 @@ def test_a_promotional_batch_stops_at_the_close_and_completes_after_the_opening(
 
 def test_a_promotional_message_outside_the_window_is_deferred_visibly(clock, enqueued) -> None:
     clock.set(datetime(2026, 3, 2, 22, 15, tzinfo=IST))
-    promo = SmsMessage.objects.send("+919876500020", "Sale", sms_type="promotional")
+    promo = SmsMessage.objects.send(
+        "+919876500020", "Sale", sms_type="promotional", sender=PROMO_SENDER
+    )
     opening = datetime(2026, 3, 3, 10, 0, tzinfo=IST)
     assert (promo.status_reason, promo.deferred_until) == (scheduling.WINDOW, opening)
-    abroad = SmsMessage.objects.send("+447911123456", "Sale", sms_type="promotional")
+    abroad = SmsMessage.objects.send(
+        "+447911123456", "Sale", sms_type="promotional", sender=PROMO_SENDER
+    )
     otp = SmsMessage.objects.send("+919876500021", "Your OTP is 12")
     assert abroad.next_attempt_at is None and otp.next_attempt_at is None  # not governed
     assert sorted(pk for _, pk, _ in enqueued) == sorted([abroad.pk, otp.pk])
     # Scheduled inside the night: deferred to the opening, the later of the two.
     late = SmsMessage.objects.send(
-        "+919876500022", "Sale", sms_type="promotional", send_at=clock.now + timedelta(hours=1)
+        "+919876500022",
+        "Sale",
+        sms_type="promotional",
+        sender=PROMO_SENDER,
+        send_at=clock.now + timedelta(hours=1),
     )
     assert (late.status_reason, late.next_attempt_at) == (scheduling.WINDOW, opening)
 
@@ -513,7 +528,13 @@ def test_api_schedules_shows_deferral_and_cancels(clock, enqueued, api_as) -> No
 
     bulk = api.post(
         "/api/sms/messages/bulk/",
-        {"to": numbers(3), "body": "Sale", "sms_type": "promotional", "send_at": at.isoformat()},
+        {
+            "to": numbers(3),
+            "body": "Sale",
+            "sms_type": "promotional",
+            "sender": PROMO_SENDER,
+            "send_at": at.isoformat(),
+        },
         format="json",
     )
     assert bulk.status_code == 201, bulk.content
@@ -547,7 +568,9 @@ def test_api_schedules_shows_deferral_and_cancels(clock, enqueued, api_as) -> No
 
 def test_admin_shows_deferral_and_cancels_after_confirmation(clock, enqueued, admin_client) -> None:
     clock.set(datetime(2026, 3, 2, 22, 0, tzinfo=IST))
-    promo = SmsMessage.objects.send("+919876500060", "Sale", sms_type="promotional")
+    promo = SmsMessage.objects.send(
+        "+919876500060", "Sale", sms_type="promotional", sender=PROMO_SENDER
+    )
     changelist = "/admin/django_exotel_sms/smsmessage/"
     page = admin_client.get(changelist).content.decode()
     assert "deferred until 2026-03-03" in page and "sending window" in page
@@ -567,7 +590,9 @@ def test_admin_shows_deferral_and_cancels_after_confirmation(clock, enqueued, ad
     promo.refresh_from_db()
     assert promo.status == status.CANCELLED
 
-    batch = SmsMessage.objects.send_bulk(to=numbers(4), body="Sale", sms_type="promotional")
+    batch = SmsMessage.objects.send_bulk(
+        to=numbers(4), body="Sale", sms_type="promotional", sender=PROMO_SENDER
+    )
     first = batch.messages.order_by("pk").first()
     assert first is not None
     SmsMessage.objects.filter(pk=first.pk).update(status=status.SUBMITTING)

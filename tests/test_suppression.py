@@ -246,7 +246,7 @@ def _callback(client, message: SmsMessage, word: str, code: int) -> None:
 
     from django_exotel_sms import callbacks
 
-    token = callbacks.make_token(callbacks.MESSAGE, message.pk)
+    token = callbacks.make_token(callbacks.MESSAGE, message.pk, message.created_at)
     form = {
         "SmsSid": message.sid,
         "To": message.to,
