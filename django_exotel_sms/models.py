@@ -391,3 +391,7 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.key}"
+
+
+# Registered with the app here so migrations and the admin see them.
+from .reports.models import DailyStat, RollupCursor, SmsReport  # noqa: E402, F401

@@ -19,3 +19,6 @@ __all__ = [
     "SmsMessageAdmin",
     "SmsTemplateAdmin",
 ]
+
+# The reports page and CSV exports ("Reports" in the app's admin index).
+from ..reports.admin import SmsReportAdmin  # noqa: E402, F401

@@ -1,0 +1,174 @@
+"""Reports: the daily roll-up stays a true recount; the admin page and its numbers."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from django_exotel_sms import callbacks, status
+from django_exotel_sms.models import SmsBatch, SmsMessage, SmsTemplate
+from django_exotel_sms.reports import queries, rollup
+from django_exotel_sms.reports.models import TTF_BOUNDS, DailyStat
+
+pytestmark = pytest.mark.django_db
+
+KEYS = rollup.KEYS
+
+
+def full_recount() -> Counter[tuple[object, ...]]:
+    """Every measure per (day, key), counted in Python from the message rows themselves."""
+    found: Counter[tuple[object, ...]] = Counter()
+    for m in SmsMessage.objects.all():
+        key = (timezone.localdate(m.created_at), *(getattr(m, k) for k in KEYS))
+        found[(*key, "messages")] += 1
+        found[(*key, "units")] += m.sms_units or 0
+        found[(*key, "price")] += m.price or 0
+        found[(*key, "segments")] += m.segments
+        if m.sms_units is None and m.status not in rollup.UNBILLABLE:
+            found[(*key, "unbilled")] += m.segments
+        if m.status in rollup.TIMED_STATUSES and m.sent_at and m.submitted_at:
+            seconds = (m.sent_at - m.submitted_at).total_seconds()
+            bucket = next((i for i, b in enumerate(TTF_BOUNDS) if seconds < b), len(TTF_BOUNDS))
+            found[(*key, f"h{bucket}")] += 1
+    return +found
+
+
+def rolled_up() -> Counter[tuple[object, ...]]:
+    found: Counter[tuple[object, ...]] = Counter()
+    for row in DailyStat.objects.all():
+        key = (row.day, *(getattr(row, k) for k in KEYS))
+        found[(*key, "messages")] += row.messages
+        found[(*key, "units")] += row.units
+        found[(*key, "price")] += row.price
+        found[(*key, "segments")] += row.segments
+        found[(*key, "unbilled")] += row.unbilled_segments
+        for i, n in enumerate(row.ttf_histogram):
+            found[(*key, f"h{i}")] += n
+    return +found
+
+
+def form(sid: str, word: str, code: int, when: str, units: str = "", price: str = "") -> dict[str, str]:
+    data = {"SmsSid": sid, "Status": word, "DetailedStatusCode": str(code), "DateSent": when}
+    data["DetailedStatus"] = (status.describe_code(code).name if status.describe_code(code) else "")
+    if units:
+        data["SmsUnits"] = units
+    if price:
+        data["Price"] = price
+    return data
+
+
+def send_batch(django_capture_on_commit_callbacks, numbers: list[str], **options: object) -> SmsBatch:
+    with django_capture_on_commit_callbacks(execute=True):
+        return SmsMessage.objects.send_bulk(
+            to=numbers, body="Sale today", send_async=False, **options
+        )
+
+
+FINALS = [
+    ("sent", 20005, "1", "0.18"),
+    ("failed-dnd", 23005, "", ""),
+    ("failed", 23010, "1", "0.18"),
+    ("failed", 23040, "", ""),
+]
+
+
+def test_rollup_equals_a_full_recount_after_duplicated_and_reordered_callbacks(
+    client, django_capture_on_commit_callbacks
+):
+    rng = random.Random(15)
+    numbers = [f"+9198765{i:05d}" for i in range(60)]
+    batch = send_batch(django_capture_on_commit_callbacks, numbers)
+    other = send_batch(django_capture_on_commit_callbacks, numbers[:20], sender="SHOPIN")
+    # Half of the first batch was created "yesterday": the roll-up spans two days.
+    yesterday = timezone.now() - timedelta(days=1)
+    first_half = list(batch.messages.order_by("pk").values_list("pk", flat=True)[:30])
+    SmsMessage.objects.filter(pk__in=first_half).update(created_at=yesterday)
+    # Local final statuses are counted too.
+    SmsMessage.objects.create(to=numbers[0], body="x", status=status.SUPPRESSED, status_reason="dnd")
+    SmsMessage.objects.create(to=numbers[1], body="x", status=status.CANCELLED)
+
+    events = []
+    for message in SmsMessage.objects.filter(sid__isnull=False):
+        token = callbacks.make_token(callbacks.BATCH, message.batch_id)
+        path = reverse("django_exotel_sms:status-callback", args=[token])
+        final, code, units, price = rng.choice(FINALS)
+        sent = (timezone.now() + timedelta(seconds=rng.choice([0, 3, 40, 700, 5000])))
+        when = sent.strftime("%Y-%m-%d %H:%M:%S")
+        steps = [
+            form(message.sid, "queued", 21010, ""),
+            form(message.sid, "submitted", 21020, ""),
+            form(message.sid, final, code, when, units, price),
+        ]
+        # Duplicates of every step, and a late contradicting final now and then.
+        steps += [dict(s) for s in steps]
+        if rng.random() < 0.3:
+            steps.append(form(message.sid, "sent", 20005, when, "2", "0.36"))
+        events += [(path, s) for s in steps]
+    rng.shuffle(events)
+
+    rollup.refresh()  # a first run before any callback
+    for i, (path, data) in enumerate(events):
+        assert client.post(path, data).status_code == 200
+        if i % 50 == 0:
+            rollup.refresh()  # incremental runs interleaved with the callbacks
+    rollup.refresh()
+
+    expected = full_recount()
+    assert rolled_up() == expected
+    assert sum(n for k, n in expected.items() if k[-1] == "messages") == SmsMessage.objects.count()
+    assert {k[1 + KEYS.index("status")] for k in expected} >= {"sent", "suppressed", "cancelled"}
+    assert any(k[-1].startswith("h") for k in expected)  # time-to-final was measured
+
+    # A full rebuild gives the same rows.
+    rollup.refresh(full=True)
+    assert rolled_up() == expected
+
+
+def test_refresh_revisits_only_days_touched_since_the_last_run():
+    old = SmsMessage.objects.create(to="+919876500001", body="x", status=status.SENT)
+    SmsMessage.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(days=3), updated_at=timezone.now() - timedelta(days=3)
+    )
+    SmsMessage.objects.create(to="+919876500002", body="x")
+    first = rollup.refresh()
+    assert len(first.days) == 2
+    second = rollup.refresh()
+    assert second.days == [timezone.localdate()]  # the pending message of today (overlap)
+    # A late change to the old message brings its day back.
+    SmsMessage.objects.filter(pk=old.pk).update(status=status.FAILED, updated_at=timezone.now())
+    third = rollup.refresh()
+    assert timezone.localdate() - timedelta(days=3) in third.days
+    assert DailyStat.objects.get(day=timezone.localdate() - timedelta(days=3)).status == "failed"
+
+
+def test_rollup_command_and_task(capsys):
+    from django_exotel_sms import tasks
+
+    SmsMessage.objects.create(to="+919876500003", body="x")
+    call_command("exotel_rollup", "--full")
+    assert "Rebuilt 1 day(s)" in capsys.readouterr().out
+    assert tasks.rollup.run()["rows"] == 1
+    assert DailyStat.objects.get().messages == 1
+
+
+@pytest.mark.parametrize(
+    ("histogram", "p", "expected"),
+    [
+        ([], 50, None),
+        ([10] + [0] * 16, 50, 0.5),  # all under 1 s: interpolated in [0, 1)
+        ([0, 0, 4, 4] + [0] * 13, 50, 5.0),  # half in [2, 5), half in [5, 10)
+        ([0, 0, 4, 4] + [0] * 13, 75, 7.5),
+        ([0] * 16 + [3], 99, 86400.0),  # beyond the last bound: the bound
+    ],
+)
+def test_percentile_from_histogram(histogram, p, expected):
+    assert queries.percentile(histogram, p) == expected
