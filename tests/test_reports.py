@@ -172,3 +172,85 @@ def test_rollup_command_and_task(capsys):
 )
 def test_percentile_from_histogram(histogram, p, expected):
     assert queries.percentile(histogram, p) == expected
+
+
+# -- the admin page ---------------------------------------------------------------------
+
+
+def staff(*codenames: str) -> User:
+    user = User.objects.create_user("ops", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return User.objects.get(pk=user.pk)
+
+
+REPORTS = "admin:django_exotel_sms_smsreport_changelist"
+
+
+def make_outcomes() -> dict[str, int]:
+    """Messages of today with final outcomes, written directly; returns the counts."""
+    template = SmsTemplate.objects.create(name="otp", body="Your OTP is {#var#}")
+    now = timezone.now()
+    rows = (
+        [dict(status=status.SENT, detailed_status_code=20005, sms_units=1, price=Decimal("0.2"))] * 5
+        + [dict(status=status.FAILED, detailed_status_code=23010, detailed_status="FAILED_INVALID_DESTINATION_NUMBER")] * 3
+        + [dict(status=status.FAILED_DND, detailed_status_code=23005)] * 2
+        + [dict(status=status.EXPIRED)] + [dict(status=status.PENDING, segments=2)]
+    )
+    for i, extra in enumerate(rows):
+        SmsMessage.objects.create(
+            to=f"+91987650{i:04d}", body="x", template=template, submitted_at=now,
+            sent_at=now + timedelta(seconds=4) if extra["status"] == status.SENT else None, **extra
+        )
+    return Counter(r["status"] for r in rows)
+
+
+def test_reports_page_needs_view_permission_on_messages(client):
+    client.force_login(staff())
+    assert client.get(reverse(REPORTS)).status_code == 403
+    index = client.get(reverse("admin:index"))
+    assert reverse(REPORTS) not in index.content.decode()
+
+
+def test_reports_page_shows_the_rolled_up_counts_and_links(client):
+    counts = make_outcomes()
+    rollup.refresh()
+    client.force_login(staff("view_smsmessage"))
+    assert reverse(REPORTS) in client.get(reverse("admin:index")).content.decode()
+    response = client.get(reverse(REPORTS))
+    assert response.status_code == 200
+    context = response.context
+    assert context["total"].total == SmsMessage.objects.count() == 12
+    assert context["total"].counts == dict(counts)
+    assert round(context["total"].delivery_rate, 2) == round(100 * 5 / 10, 2)
+    assert context["not_sent"] == 1
+    assert context["cost_totals"]["units"] == 5
+    assert context["cost_totals"]["price"] == Decimal("1.0")
+    # Predicted segments of what Exotel has not billed (pending 2, failed 5 x 1), not the expired.
+    assert context["cost_totals"]["unbilled_segments"] == 7
+    failures = {item["row"].code: item for item in context["failures"]}
+    assert failures[23010]["row"].messages == 3
+    assert context["stuck"].pending == 1
+    html = response.content.decode()
+    assert html.count('<svg class="exotel-chart"') == 4
+    assert '<script src="http' not in html  # nothing loaded from the network
+    # The failure link opens the message list filtered to exactly those messages.
+    listed = client.get(failures[23010]["url"])
+    assert listed.status_code == 200
+    shown = listed.context["cl"].queryset
+    assert sorted(shown.values_list("pk", flat=True)) == sorted(
+        SmsMessage.objects.filter(detailed_status_code=23010).values_list("pk", flat=True)
+    )
+
+
+def test_reports_page_filters(client):
+    make_outcomes()
+    other = SmsMessage.objects.create(to="+919876511111", body="x", status=status.SENT, account="second")
+    rollup.refresh()
+    client.force_login(staff("view_smsmessage"))
+    response = client.get(reverse(REPORTS), {"account": "second"})
+    assert response.context["total"].total == 1
+    response = client.get(reverse(REPORTS), {"start": "2001-01-01", "end": "2001-01-31"})
+    assert response.context["total"].total == 0
+    response = client.get(reverse(REPORTS), {"start": "nope"})
+    assert "not a date" in response.context["filter_error"]
+    assert other.pk

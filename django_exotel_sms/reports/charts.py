@@ -30,6 +30,7 @@ STATUS_COLOURS = {
 }
 LINE_COLOURS = ("#2b6cb0", "#d69e2e", "#c53030", "#2f855a")
 WIDTH, HEIGHT = 960, 260
+HALF_WIDTH = 560  # charts in a half-width card keep readable text
 LEFT, RIGHT, TOP, BOTTOM = 56, 56, 16, 40
 
 
@@ -49,7 +50,7 @@ def nice_max(value: float) -> float:
     if value <= 0:
         return 1.0
     magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * magnitude:
             return float(step * magnitude)
     return float(10 * magnitude)
@@ -63,25 +64,28 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-def _svg(body: list[str], label: str, height: int = HEIGHT) -> SafeString:
+def _svg(body: list[str], label: str, height: int = HEIGHT, width: int = WIDTH) -> SafeString:
     return mark_safe(  # noqa: S308 -- every text below went through escape()
-        f'<svg class="exotel-chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="exotel-chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet" '
         f'xmlns="http://www.w3.org/2000/svg">' + "".join(body) + "</svg>"
     )
 
 
-def _x_labels(labels: Sequence[str], x_of: list[float], height: int) -> list[str]:
-    every = max(1, len(labels) // 14)
+def _x_labels(
+    labels: Sequence[str], x_of: list[float], height: int, max_labels: int = 14
+) -> list[str]:
+    every = max(1, -(-len(labels) // max_labels))
     return [
         f'<text x="{x:.1f}" y="{height - BOTTOM + 16}" text-anchor="middle" '
         f'class="axis">{escape(text)}</text>'
         for i, (text, x) in enumerate(zip(labels, x_of))
-        if i % every == 0 or i == len(labels) - 1
+        if i % every == 0
     ]
 
 
-def _grid(top: float, fmt: str, side: str = "left", height: int = HEIGHT) -> list[str]:
+def _grid(top: float, fmt: str, side: str = "left", width: int = WIDTH) -> list[str]:
+    height = HEIGHT
     plot = height - TOP - BOTTOM
     out = []
     for i in range(5):
@@ -89,13 +93,13 @@ def _grid(top: float, fmt: str, side: str = "left", height: int = HEIGHT) -> lis
         y = height - BOTTOM - plot * i / 4
         if side == "left":
             out.append(
-                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+                f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                 f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
                 f"{escape(fmt.format(_fmt(value)))}</text>"
             )
         else:
             out.append(
-                f'<text x="{WIDTH - RIGHT + 6}" y="{y + 4:.1f}" class="axis">'
+                f'<text x="{width - RIGHT + 6}" y="{y + 4:.1f}" class="axis">'
                 f"{escape(fmt.format(_fmt(value)))}</text>"
             )
     return out
@@ -165,27 +169,31 @@ def _polyline(
     return line + "".join(parts)
 
 
-def lines(labels: Sequence[str], series: Sequence[Series], *, unit: str, title: str) -> SafeString:
+def lines(
+    labels: Sequence[str], series: Sequence[Series], *, unit: str, title: str, width: int = WIDTH
+) -> SafeString:
     """Lines over the same x slots as ``stacked_bars`` (missing values leave gaps in dots)."""
     count = max(1, len(labels))
-    slot = (WIDTH - LEFT - RIGHT) / count
+    slot = (width - LEFT - RIGHT) / count
     plot = HEIGHT - TOP - BOTTOM
     values = [v for s in series for v in s.values if v is not None]
     top = nice_max(max(values, default=0))
-    body = _grid(top, "{}" + unit)
+    body = _grid(top, "{}" + unit, width=width)
     centres = [LEFT + slot * (i + 0.5) for i in range(len(labels))]
     for s in series:
         body.append(_polyline(centres, s.values, top, s.colour, plot, s.name))
-    body += _x_labels(labels, centres, HEIGHT)
-    return _svg(body, title)
+    body += _x_labels(labels, centres, HEIGHT, max_labels=8 if width < WIDTH else 14)
+    return _svg(body, title, width=width)
 
 
-def horizontal_bars(items: Sequence[tuple[str, float]], *, title: str, fill: str) -> SafeString:
+def horizontal_bars(
+    items: Sequence[tuple[str, float]], *, title: str, fill: str, width: int = WIDTH
+) -> SafeString:
     """One labelled bar per item, longest first as given."""
     row = 26
     height = TOP + row * max(1, len(items)) + 8
-    label_width = 300
-    span = WIDTH - label_width - 90
+    label_width = min(300, width // 3)
+    span = width - label_width - 60
     top = max((value for _label, value in items), default=0) or 1
     body: list[str] = []
     for i, (label, value) in enumerate(items):
@@ -193,9 +201,9 @@ def horizontal_bars(items: Sequence[tuple[str, float]], *, title: str, fill: str
         w = span * value / top
         body.append(
             f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end" class="axis">'
-            f"{escape(label[:44])}</text>"
+            f"{escape(label[: label_width // 8])}</text>"
             f'<rect x="{label_width}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row - 8}" '
             f'fill="{fill}"><title>{escape(label)}: {value:g}</title></rect>'
             f'<text x="{label_width + w + 6:.1f}" y="{y + 16}" class="axis">{value:g}</text>'
         )
-    return _svg(body, title, height)
+    return _svg(body, title, height, width)

@@ -78,6 +78,7 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
             ],
             unit=" s",
             title="Time to final status per day (p50, p90, p99)",
+            width=charts.HALF_WIDTH,
         ),
         "ttf": {p: _duration(total.ttf(p)) for p in (50, 90, 99)},
         "ttf_rows": [
@@ -101,6 +102,7 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
             [(f"{row.code or '-'} {row.detailed_status}", row.messages) for row in failures],
             title="Failures by detailed status code",
             fill=charts.colour(status.FAILED),
+            width=charts.HALF_WIDTH,
         ),
         "cost": cost,
         "cost_chart": charts.stacked_bars(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Min, Q, QuerySet, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .. import status
@@ -240,8 +240,9 @@ def failures(report_filter: ReportFilter, limit: int = TOP_FAILURES) -> list[Fai
     rows = (
         report_filter.stats()
         .filter(status__in=status.FAILURE_STATUSES)
-        .values("detailed_status_code", "detailed_status", "status")
-        .annotate(n=Sum("messages"))
+        .values("detailed_status_code", "status")
+        # One row per code: the text Exotel sent with it may vary (or be missing).
+        .annotate(n=Sum("messages"), text=Max("detailed_status"))
         .order_by("-n", "detailed_status_code")
     )
     rows = list(rows)
@@ -252,7 +253,7 @@ def failures(report_filter: ReportFilter, limit: int = TOP_FAILURES) -> list[Fai
         found.append(
             FailureRow(
                 code=row["detailed_status_code"],
-                detailed_status=row["detailed_status"] or (info.name if info else ""),
+                detailed_status=row["text"] or (info.name if info else ""),
                 status=row["status"],
                 messages=row["n"],
                 share=100.0 * row["n"] / everything if everything else 0.0,
@@ -389,8 +390,6 @@ def stuck(dimensions: Q | None = None, now: dt.datetime | None = None) -> Stuck:
 
 
 def _count(condition: Q) -> Any:
-    from django.db.models import Count
-
     return Count("pk", filter=condition)
 
 
