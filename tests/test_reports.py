@@ -6,7 +6,6 @@ import random
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -56,9 +55,11 @@ def rolled_up() -> Counter[tuple[object, ...]]:
     return +found
 
 
-def form(sid: str, word: str, code: int, when: str, units: str = "", price: str = "") -> dict[str, str]:
+def form(
+    sid: str, word: str, code: int, when: str, units: str = "", price: str = ""
+) -> dict[str, str]:
     data = {"SmsSid": sid, "Status": word, "DetailedStatusCode": str(code), "DateSent": when}
-    data["DetailedStatus"] = (status.describe_code(code).name if status.describe_code(code) else "")
+    data["DetailedStatus"] = status.describe_code(code).name if status.describe_code(code) else ""
     if units:
         data["SmsUnits"] = units
     if price:
@@ -66,7 +67,9 @@ def form(sid: str, word: str, code: int, when: str, units: str = "", price: str 
     return data
 
 
-def send_batch(django_capture_on_commit_callbacks, numbers: list[str], **options: object) -> SmsBatch:
+def send_batch(
+    django_capture_on_commit_callbacks, numbers: list[str], **options: object
+) -> SmsBatch:
     with django_capture_on_commit_callbacks(execute=True):
         return SmsMessage.objects.send_bulk(
             to=numbers, body="Sale today", send_async=False, **options
@@ -87,13 +90,15 @@ def test_rollup_equals_a_full_recount_after_duplicated_and_reordered_callbacks(
     rng = random.Random(15)
     numbers = [f"+9198765{i:05d}" for i in range(60)]
     batch = send_batch(django_capture_on_commit_callbacks, numbers)
-    other = send_batch(django_capture_on_commit_callbacks, numbers[:20], sender="SHOPIN")
+    send_batch(django_capture_on_commit_callbacks, numbers[:20], sender="SHOPIN")
     # Half of the first batch was created "yesterday": the roll-up spans two days.
     yesterday = timezone.now() - timedelta(days=1)
     first_half = list(batch.messages.order_by("pk").values_list("pk", flat=True)[:30])
     SmsMessage.objects.filter(pk__in=first_half).update(created_at=yesterday)
     # Local final statuses are counted too.
-    SmsMessage.objects.create(to=numbers[0], body="x", status=status.SUPPRESSED, status_reason="dnd")
+    SmsMessage.objects.create(
+        to=numbers[0], body="x", status=status.SUPPRESSED, status_reason="dnd"
+    )
     SmsMessage.objects.create(to=numbers[1], body="x", status=status.CANCELLED)
 
     events = []
@@ -101,7 +106,7 @@ def test_rollup_equals_a_full_recount_after_duplicated_and_reordered_callbacks(
         token = callbacks.make_token(callbacks.BATCH, message.batch_id)
         path = reverse("django_exotel_sms:status-callback", args=[token])
         final, code, units, price = rng.choice(FINALS)
-        sent = (timezone.now() + timedelta(seconds=rng.choice([0, 3, 40, 700, 5000])))
+        sent = timezone.now() + timedelta(seconds=rng.choice([0, 3, 40, 700, 5000]))
         when = sent.strftime("%Y-%m-%d %H:%M:%S")
         steps = [
             form(message.sid, "queued", 21010, ""),
@@ -191,15 +196,28 @@ def make_outcomes() -> dict[str, int]:
     template = SmsTemplate.objects.create(name="otp", body="Your OTP is {#var#}")
     now = timezone.now()
     rows = (
-        [dict(status=status.SENT, detailed_status_code=20005, sms_units=1, price=Decimal("0.2"))] * 5
-        + [dict(status=status.FAILED, detailed_status_code=23010, detailed_status="FAILED_INVALID_DESTINATION_NUMBER")] * 3
+        [dict(status=status.SENT, detailed_status_code=20005, sms_units=1, price=Decimal("0.2"))]
+        * 5
+        + [
+            dict(
+                status=status.FAILED,
+                detailed_status_code=23010,
+                detailed_status="FAILED_INVALID_DESTINATION_NUMBER",
+            )
+        ]
+        * 3
         + [dict(status=status.FAILED_DND, detailed_status_code=23005)] * 2
-        + [dict(status=status.EXPIRED)] + [dict(status=status.PENDING, segments=2)]
+        + [dict(status=status.EXPIRED)]
+        + [dict(status=status.PENDING, segments=2)]
     )
     for i, extra in enumerate(rows):
         SmsMessage.objects.create(
-            to=f"+91987650{i:04d}", body="x", template=template, submitted_at=now,
-            sent_at=now + timedelta(seconds=4) if extra["status"] == status.SENT else None, **extra
+            to=f"+91987650{i:04d}",
+            body="x",
+            template=template,
+            submitted_at=now,
+            sent_at=now + timedelta(seconds=4) if extra["status"] == status.SENT else None,
+            **extra,
         )
     return Counter(r["status"] for r in rows)
 
@@ -244,7 +262,9 @@ def test_reports_page_shows_the_rolled_up_counts_and_links(client):
 
 def test_reports_page_filters(client):
     make_outcomes()
-    other = SmsMessage.objects.create(to="+919876511111", body="x", status=status.SENT, account="second")
+    other = SmsMessage.objects.create(
+        to="+919876511111", body="x", status=status.SENT, account="second"
+    )
     rollup.refresh()
     client.force_login(staff("view_smsmessage"))
     response = client.get(reverse(REPORTS), {"account": "second"})

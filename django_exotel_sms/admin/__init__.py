@@ -21,4 +21,4 @@ __all__ = [
 ]
 
 # The reports page and CSV exports ("Reports" in the app's admin index).
-from ..reports.admin import SmsReportAdmin  # noqa: E402, F401
+from ..reports.admin import SmsReportAdmin  # noqa: F401

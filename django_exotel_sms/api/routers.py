@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from ..reports.api import ExportViewSet
 from . import views
 
 __all__ = ["router"]
@@ -14,3 +15,4 @@ router.register("templates", views.TemplateViewSet, basename="exotel-sms-templat
 router.register("batches", views.BatchViewSet, basename="exotel-sms-batch")
 router.register("dlt-entities", views.DltEntityViewSet, basename="exotel-sms-dlt-entity")
 router.register("senders", views.SenderIdViewSet, basename="exotel-sms-sender")
+router.register("exports", ExportViewSet, basename="exotel-sms-export")

@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
@@ -52,23 +53,23 @@ class SmsReportAdmin(ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
-        info = self.opts.app_label, self.opts.model_name
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path("", wrap(self.changelist_view), name="%s_%s_changelist" % info),
+            path("", wrap(self.changelist_view), name=f"{prefix}_changelist"),
             path(
                 "export/messages/",
                 wrap(self.export_messages),
-                name="%s_%s_export_messages" % info,
+                name=f"{prefix}_export_messages",
             ),
             path(
                 "export/batch/<int:batch_id>/",
                 wrap(self.export_batch),
-                name="%s_%s_export_batch" % info,
+                name=f"{prefix}_export_batch",
             ),
             path(
                 "export/table/<slug:table>/",
                 wrap(self.export_table),
-                name="%s_%s_export_table" % info,
+                name=f"{prefix}_export_table",
             ),
         ]
 
@@ -116,7 +117,7 @@ class SmsReportAdmin(ModelAdmin):
             columns=exports.BATCH_COLUMNS,
         )
 
-    def export_table(self, request: HttpRequest, table: str) -> HttpResponse:
+    def export_table(self, request: HttpRequest, table: str) -> HttpResponseBase:
         self._check(request)
         if table not in tables.TABLES:
             raise Http404("No such report table.")

@@ -79,7 +79,7 @@ def _x_labels(
     return [
         f'<text x="{x:.1f}" y="{height - BOTTOM + 16}" text-anchor="middle" '
         f'class="axis">{escape(text)}</text>'
-        for i, (text, x) in enumerate(zip(labels, x_of))
+        for i, (text, x) in enumerate(zip(labels, x_of, strict=True))
         if i % every == 0
     ]
 
@@ -123,7 +123,7 @@ def stacked_bars(
     centres = [LEFT + slot * (i + 0.5) for i in range(len(labels))]
     bar = max(2.0, slot * 0.7)
     for i, x in enumerate(centres):
-        y = HEIGHT - BOTTOM
+        y = float(HEIGHT - BOTTOM)
         for s in series:
             value = s.values[i] or 0
             if not value:
@@ -152,7 +152,7 @@ def _polyline(
 ) -> str:
     parts: list[str] = []
     points: list[str] = []
-    for x, value in zip(xs, values):
+    for x, value in zip(xs, values, strict=True):
         if value is None:
             continue
         y = HEIGHT - BOTTOM - plot * min(value, top) / top

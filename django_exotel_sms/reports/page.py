@@ -66,7 +66,10 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
         "not_sent": sum(total.counts.get(s, 0) for s in status.NOT_SENT_STATUSES),
         "volume_chart": charts.stacked_bars(
             labels,
-            [charts.Series(s, [d.counts.get(s, 0) for d in days], charts.colour(s)) for s in present],
+            [
+                charts.Series(s, [d.counts.get(s, 0) for d in days], charts.colour(s))
+                for s in present
+            ],
             line=charts.Series("delivery rate %", [d.delivery_rate for d in days], "#1a202c"),
             title="Messages per day by status, and the delivery rate",
         ),
@@ -74,7 +77,7 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
             labels,
             [
                 charts.Series(f"p{p}", [d.ttf(p) for d in days], colour)
-                for p, colour in zip((50, 90, 99), charts.LINE_COLOURS)
+                for p, colour in zip((50, 90, 99), charts.LINE_COLOURS[:3], strict=True)
             ],
             unit=" s",
             title="Time to final status per day (p50, p90, p99)",
@@ -82,8 +85,7 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
         ),
         "ttf": {p: _duration(total.ttf(p)) for p in (50, 90, 99)},
         "ttf_rows": [
-            {"day": d, **{f"p{p}": _duration(d.ttf(p)) for p in (50, 90, 99)}}
-            for d in days
+            {"day": d, **{f"p{p}": _duration(d.ttf(p)) for p in (50, 90, 99)}} for d in days
         ],
         "failures": [
             {

@@ -7,7 +7,6 @@ and the CSV exports of those tables.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -303,7 +302,9 @@ def cost(report_filter: ReportFilter, by: str) -> list[CostRow]:
     return [
         CostRow(
             key=row[column],
-            label=labels.get(row[column], str(row[column]) if row[column] not in (None, "") else "-"),
+            label=labels.get(
+                row[column], str(row[column]) if row[column] not in (None, "") else "-"
+            ),
             messages=row["n"] or 0,
             billed=row["billed_n"] or 0,
             units=row["units_sum"] or 0,
@@ -322,7 +323,10 @@ def cost(report_filter: ReportFilter, by: str) -> list[CostRow]:
 def _labels(by: str, keys: list[Any]) -> dict[Any, str]:
     ids = [key for key in keys if key is not None]
     if by == "template":
-        return {pk: name for pk, name in SmsTemplate.objects.filter(pk__in=ids).values_list("pk", "name")}
+        return {
+            pk: name
+            for pk, name in SmsTemplate.objects.filter(pk__in=ids).values_list("pk", "name")
+        }
     if by == "batch":
         return {batch.pk: str(batch) for batch in SmsBatch.objects.filter(pk__in=ids)}
     if by == "day":
@@ -407,17 +411,17 @@ def choices() -> dict[str, list[tuple[str, str]]]:
     """Filter choices from small tables and the roll-up (never a DISTINCT over messages)."""
     from ..models import SMS_TYPE_CHOICES
 
-    accounts = sorted(set(get_settings().accounts) | set(
-        DailyStat.objects.values_list("account", flat=True).distinct()
-    ))
-    senders = sorted(
-        s for s in DailyStat.objects.values_list("sender", flat=True).distinct() if s
+    accounts = sorted(
+        set(get_settings().accounts)
+        | set(DailyStat.objects.values_list("account", flat=True).distinct())
     )
+    senders = sorted(s for s in DailyStat.objects.values_list("sender", flat=True).distinct() if s)
     return {
         "account": [(a, a) for a in accounts],
         "sms_type": [(value, str(label)) for value, label in SMS_TYPE_CHOICES],
         "template": [
-            (str(pk), name) for pk, name in SmsTemplate.objects.order_by("name").values_list("pk", "name")[:500]
+            (str(pk), name)
+            for pk, name in SmsTemplate.objects.order_by("name").values_list("pk", "name")[:500]
         ],
         "sender": [(s, s) for s in senders],
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
@@ -70,7 +71,7 @@ def _after(seconds: int) -> object:
     return F("submitted_at") + dt.timedelta(seconds=seconds)
 
 
-def aggregate(messages: QuerySet[SmsMessage]) -> QuerySet[SmsMessage]:
+def aggregate(messages: QuerySet[SmsMessage]) -> QuerySet[SmsMessage, dict[str, Any]]:
     """One row per roll-up key of ``messages``, with the DailyStat measures."""
     buckets = {f"h{i}": Count("pk", filter=_bucket(i)) for i in range(len(TTF_BOUNDS) + 1)}
     return (
@@ -81,9 +82,7 @@ def aggregate(messages: QuerySet[SmsMessage]) -> QuerySet[SmsMessage]:
             billed_n=Count("pk", filter=Q(sms_units__isnull=False)),
             units_sum=Sum("sms_units"),
             price_sum=Sum("price"),
-            unbilled=Sum(
-                "segments", filter=Q(sms_units__isnull=True) & ~Q(status__in=UNBILLABLE)
-            ),
+            unbilled=Sum("segments", filter=Q(sms_units__isnull=True) & ~Q(status__in=UNBILLABLE)),
             **buckets,
         )
         .order_by()
@@ -93,7 +92,9 @@ def aggregate(messages: QuerySet[SmsMessage]) -> QuerySet[SmsMessage]:
 def recount(day: dt.date) -> list[DailyStat]:
     """The day's roll-up rows, computed from the message table (not saved)."""
     start, end = day_bounds(day)
-    rows = aggregate(SmsMessage.objects.filter(created_at__gte=start, created_at__lt=end))
+    rows: Iterable[dict[str, Any]] = aggregate(
+        SmsMessage.objects.filter(created_at__gte=start, created_at__lt=end)
+    )
     return [
         DailyStat(
             day=day,
@@ -151,9 +152,7 @@ def refresh(*, full: bool = False, now: dt.datetime | None = None) -> RefreshRep
     else:
         days = touched_days(cursor.started_at - OVERLAP)
     report = rebuild_days(days)
-    RollupCursor.objects.filter(name=CURSOR).update(
-        started_at=started, finished_at=timezone.now()
-    )
+    RollupCursor.objects.filter(name=CURSOR).update(started_at=started, finished_at=timezone.now())
     return report
 
 

@@ -1,4 +1,4 @@
-"""The report's tables as (header, rows), shared by the page's CSV links, the API and the command."""
+"""The report's tables as (header, rows), for the page's CSV links, the API and the command."""
 
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ def _seconds(value: float | None) -> Any:
 def daily_table(report_filter: ReportFilter) -> Table:
     days = queries.daily(report_filter)
     present = queries.statuses_present(days)
-    header = ["day", "messages", *present, "delivery_rate_pct", "ttf_p50_s", "ttf_p90_s", "ttf_p99_s"]
+    header = [
+        "day",
+        "messages",
+        *present,
+        "delivery_rate_pct",
+        "ttf_p50_s",
+        "ttf_p90_s",
+        "ttf_p99_s",
+    ]
     rows = [
         [
             row.day.isoformat(),
@@ -35,7 +43,14 @@ def daily_table(report_filter: ReportFilter) -> Table:
 
 
 def failures_table(report_filter: ReportFilter) -> Table:
-    header = ["detailed_status_code", "detailed_status", "status", "messages", "share_pct", "meaning"]
+    header = [
+        "detailed_status_code",
+        "detailed_status",
+        "status",
+        "messages",
+        "share_pct",
+        "meaning",
+    ]
     rows = [
         [
             "" if row.code is None else row.code,

@@ -34,24 +34,37 @@ def _history(days: int = 13) -> None:
     for day in range(1, days + 1):
         for i in range(rng.randint(20, 60)):
             outcome = rng.choices(
-                [(status.SENT, 20005), (status.FAILED, 23040), (status.FAILED_DND, 23005),
-                 (status.EXPIRED, None)],
+                [
+                    (status.SENT, 20005),
+                    (status.FAILED, 23040),
+                    (status.FAILED_DND, 23005),
+                    (status.EXPIRED, None),
+                ],
                 weights=[85, 6, 6, 3],
             )[0]
             submitted = now - timedelta(days=day, minutes=i)
             final = outcome[0] != status.EXPIRED
             rows.append(
                 SmsMessage(
-                    to=f"+91981{day:02d}{i:05d}", body="x", template=template, sender="SHOPIN",
-                    status=outcome[0], detailed_status_code=outcome[1],
+                    to=f"+91981{day:02d}{i:05d}",
+                    body="x",
+                    template=template,
+                    sender="SHOPIN",
+                    status=outcome[0],
+                    detailed_status_code=outcome[1],
                     submitted_at=submitted if final else None,
-                    sent_at=submitted + timedelta(seconds=rng.expovariate(1 / 20)) if final else None,
-                    sms_units=1 if final else None, price=Decimal("0.18") if final else None,
+                    sent_at=submitted + timedelta(seconds=rng.expovariate(1 / 20))
+                    if final
+                    else None,
+                    sms_units=1 if final else None,
+                    price=Decimal("0.18") if final else None,
                 )
             )
     made = SmsMessage.objects.bulk_create(rows)
     for message in made:
-        SmsMessage.objects.filter(pk=message.pk).update(created_at=message.submitted_at or now - timedelta(days=2))
+        SmsMessage.objects.filter(pk=message.pk).update(
+            created_at=message.submitted_at or now - timedelta(days=2)
+        )
 
 
 def test_reports_page(page, live_server, admin_user, exotel, screens):  # noqa: F811
@@ -82,7 +95,10 @@ def test_reports_page(page, live_server, admin_user, exotel, screens):  # noqa: 
     assert int(kpi("not-sent")) == SmsMessage.objects.filter(status=status.EXPIRED).count()
     for row in page.locator("#status-totals tbody tr").all():
         name = row.get_attribute("data-status")
-        assert int(row.locator("td.n").first.inner_text()) == SmsMessage.objects.filter(status=name).count()
+        assert (
+            int(row.locator("td.n").first.inner_text())
+            == SmsMessage.objects.filter(status=name).count()
+        )
     for row in page.locator("#failures tbody tr").all():
         code = int(row.get_attribute("data-code") or 0)
         shown = int(row.locator("td.n").first.inner_text())
