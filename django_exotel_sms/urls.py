@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import views
+from .reports import health
 
 app_name = "django_exotel_sms"
 
@@ -12,4 +13,5 @@ app_name = "django_exotel_sms"
 urlpatterns = [
     path("status/<str:token>/", views.status_callback, name="status-callback"),
     path("click/<str:token>/", views.click_callback, name="click-callback"),
+    path("health/", health.health, name="health"),
 ]

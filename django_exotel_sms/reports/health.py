@@ -1,0 +1,97 @@
+"""``GET <callback prefix>/health/``: JSON for load balancers and uptime checkers.
+
+Allowed with ``Authorization: Bearer <EXOTEL_SMS['HEALTH_TOKEN']>`` (never in the URL) or
+for a logged-in staff user. 200 when the database and the Celery broker answer, else 503;
+the backlog figures are for the checker's own thresholds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connections, router
+from django.http import HttpRequest, JsonResponse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from ..conf import raw_settings
+from ..models import SmsMessage
+from . import queries
+
+logger = logging.getLogger(__name__)
+
+BROKER_TIMEOUT = 3.0
+
+
+def _token_ok(request: HttpRequest) -> bool:
+    expected = raw_settings().get("HEALTH_TOKEN")
+    if not expected:
+        return False
+    scheme, _sep, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and constant_time_compare(given.strip(), str(expected))
+
+
+def database_ok() -> bool:
+    try:
+        with connections[router.db_for_read(SmsMessage)].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:
+        logger.exception("django_exotel_sms health: the database does not answer")
+        return False
+    return True
+
+
+def broker_ok() -> bool | None:
+    """None when tasks run eagerly (no broker to reach)."""
+    from celery import current_app
+
+    if current_app.conf.task_always_eager:
+        return None
+    try:
+        with current_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT)
+    except Exception as exc:  # kombu raises transport-specific errors
+        # Only the type: a broker URL may carry credentials.
+        logger.warning(
+            "django_exotel_sms health: the broker does not answer (%s)", type(exc).__name__
+        )
+        return False
+    return True
+
+
+def snapshot() -> dict[str, Any]:
+    database = database_ok()
+    broker = broker_ok()
+    report: dict[str, Any] = {
+        "ok": database and broker is not False,
+        "database": database,
+        "broker": "eager" if broker is None else broker,
+    }
+    if database:
+        stuck = queries.stuck()
+        age = stuck.oldest_pending_age
+        minutes = stuck.minutes_since_last_callback
+        report.update(
+            backlog=stuck.pending,
+            deferred=stuck.deferred,
+            oldest_pending_age_seconds=None if age is None else round(age, 1),
+            submitting=stuck.submitting,
+            uncertain=stuck.uncertain,
+            awaiting_callback=stuck.awaiting_callback,
+            callbacks_overdue=stuck.callbacks_overdue,
+            minutes_since_last_callback=None if minutes is None else round(minutes, 1),
+        )
+    return report
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    user = getattr(request, "user", None)
+    if not (_token_ok(request) or (user is not None and user.is_active and user.is_staff)):
+        return JsonResponse({"detail": "A health token or a staff login is needed."}, status=403)
+    report = snapshot()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
