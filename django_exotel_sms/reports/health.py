@@ -87,11 +87,16 @@ def snapshot() -> dict[str, Any]:
     return report
 
 
+def allowed(request: HttpRequest) -> bool:
+    """The bearer ``HEALTH_TOKEN``, or a logged-in staff user."""
+    user = getattr(request, "user", None)
+    return _token_ok(request) or bool(user is not None and user.is_active and user.is_staff)
+
+
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    user = getattr(request, "user", None)
-    if not (_token_ok(request) or (user is not None and user.is_active and user.is_staff)):
+    if not allowed(request):
         return JsonResponse({"detail": "A health token or a staff login is needed."}, status=403)
     report = snapshot()
     return JsonResponse(report, status=200 if report["ok"] else 503)
