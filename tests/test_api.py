@@ -145,6 +145,7 @@ def test_router_and_urls() -> None:
         "batches",
         "dlt-entities",
         "senders",
+        "exports",
     ]
     assert len(urlpatterns) == len(router.urls)
 
