@@ -274,3 +274,21 @@ def test_reports_page_filters(client):
     response = client.get(reverse(REPORTS), {"start": "nope"})
     assert "not a date" in response.context["filter_error"]
     assert other.pk
+
+
+def test_short_ranges_are_shown_by_hour_live(client):
+    today = timezone.localdate()
+    midnight = timezone.make_aware(timezone.datetime.combine(today, timezone.datetime.min.time()))
+    for hour, st in [(1, status.SENT), (1, status.FAILED), (5, status.SENT)]:
+        m = SmsMessage.objects.create(to="+919876500009", body="x", status=st)
+        SmsMessage.objects.filter(pk=m.pk).update(created_at=midnight + timedelta(hours=hour))
+    report_filter = queries.ReportFilter(start=today, end=today)
+    hours = queries.hourly(report_filter)  # no roll-up run: read live
+    assert len(hours) == 24
+    assert hours[1].counts == {"sent": 1, "failed": 1} and hours[5].counts == {"sent": 1}
+    assert sum(h.total for h in hours) == 3
+    client.force_login(staff("view_smsmessage"))
+    response = client.get(reverse(REPORTS), {"start": today.isoformat(), "end": today.isoformat()})
+    assert response.context["by_hour"] is True
+    assert "Messages per hour" in response.content.decode()
+    assert client.get(reverse(REPORTS)).context["by_hour"] is False

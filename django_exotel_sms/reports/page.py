@@ -40,6 +40,14 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
     total = queries.totals(days)
     present = queries.statuses_present(days)
     labels = [day.day.strftime("%d %b") for day in days]
+    by_hour = (report_filter.end - report_filter.start).days < queries.HOURLY_MAX_DAYS
+    volume = queries.hourly(report_filter) if by_hour else days
+    volume_labels = (
+        [row.day.strftime("%H:00" if len(volume) <= 24 else "%d %H:00") for row in volume]
+        if by_hour
+        else labels
+    )
+    volume_statuses = queries.statuses_present(volume)
     failures = queries.failures(report_filter)
     lookups = report_filter.message_lookups()
     stuck = queries.stuck(report_filter.dimensions())
@@ -53,7 +61,6 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
         "export_query": export_query,
         "days": days,
         "total": total,
-        "statuses": [(s, charts.colour(s)) for s in present],
         "status_rows": [
             {
                 "status": s,
@@ -64,14 +71,16 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
             for s in present
         ],
         "not_sent": sum(total.counts.get(s, 0) for s in status.NOT_SENT_STATUSES),
+        "by_hour": by_hour,
+        "volume_statuses": [(s, charts.colour(s)) for s in volume_statuses],
         "volume_chart": charts.stacked_bars(
-            labels,
+            volume_labels,
             [
-                charts.Series(s, [d.counts.get(s, 0) for d in days], charts.colour(s))
-                for s in present
+                charts.Series(s, [d.counts.get(s, 0) for d in volume], charts.colour(s))
+                for s in volume_statuses
             ],
-            line=charts.Series("delivery rate %", [d.delivery_rate for d in days], "#1a202c"),
-            title="Messages per day by status, and the delivery rate",
+            line=charts.Series("delivery rate %", [d.delivery_rate for d in volume], "#1a202c"),
+            title="Messages by status, and the delivery rate",
         ),
         "ttf_chart": charts.lines(
             labels,

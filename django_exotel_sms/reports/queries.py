@@ -208,6 +208,40 @@ def daily(report_filter: ReportFilter) -> list[DayRow]:
     return [rows[day] for day in report_filter.days]
 
 
+HOURLY_MAX_DAYS = 2
+
+
+def hourly(report_filter: ReportFilter) -> list[DayRow]:
+    """Counts by hour and status for short ranges, live from the message table.
+
+    The roll-up is daily; a range of at most ``HOURLY_MAX_DAYS`` days reads the messages
+    themselves (a ``created_at`` index range), so it is current to the second.
+    """
+    from django.db.models.functions import TruncHour
+
+    from .rollup import day_bounds
+
+    start, end = day_bounds(report_filter.start)[0], day_bounds(report_filter.end)[1]
+    hours: dict[dt.datetime, DayRow] = {}
+    moment = start
+    while moment < end:
+        hours[moment] = DayRow(moment)
+        moment = timezone.localtime(moment + dt.timedelta(hours=1))
+    rows = (
+        SmsMessage.objects.filter(
+            report_filter.dimensions(), created_at__gte=start, created_at__lt=end
+        )
+        .annotate(hour=TruncHour("created_at"))
+        .values("hour", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        hour = timezone.localtime(row["hour"]) if timezone.is_aware(row["hour"]) else row["hour"]
+        hours.setdefault(hour, DayRow(hour)).counts[row["status"]] = row["n"]
+    return [hours[hour] for hour in sorted(hours)]
+
+
 def totals(days: list[DayRow]) -> DayRow:
     total = DayRow(days[-1].day if days else timezone.localdate())
     for row in days:
