@@ -61,3 +61,23 @@ def test_unreachable_broker_is_503(client, token):
         current_app.conf.update(before)
     assert response.status_code == 503
     assert response.json()["broker"] is False and response.json()["ok"] is False
+
+
+def test_reconcile_logs_carry_structured_fields(monkeypatch, caplog, settings):
+    from django_exotel_sms import reconcile
+    from django_exotel_sms.backends import locmem
+    from django_exotel_sms.exceptions import ExotelError
+
+    def broken(self, sid):
+        raise ExotelError("Exotel said no")
+
+    monkeypatch.setattr(locmem.LocmemBackend, "get_message", broken)
+    message = SmsMessage.objects.create(
+        to="+919876543210", body="x", status=status.QUEUED, sid="sid-7", account="default"
+    )
+    SmsMessage.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    with caplog.at_level("WARNING", logger="django_exotel_sms"):
+        reconcile.check_open_messages()
+    record = next(r for r in caplog.records if r.getMessage().startswith("Could not refresh"))
+    assert (record.sms_pk, record.sms_sid, record.sms_account) == (message.pk, "sid-7", "default")
+    assert record.sms_to == "+9198******10"
