@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
     "TASK_QUEUE": None,
+    "HEALTH_TOKEN": None,  # bearer token of the health and metrics views (docs/reports.rst)
 }
 
 
@@ -121,6 +122,7 @@ class ExotelSmsSettings:
     api_permission_classes: list[str] | None
     rate_limit_storage: str | None
     task_queue: str | None
+    health_token: str | None = field(default=None, repr=False)
 
     @property
     def at_least_once(self) -> bool:
@@ -178,6 +180,7 @@ def get_settings() -> ExotelSmsSettings:
         api_permission_classes=s["API_PERMISSION_CLASSES"],
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
+        health_token=s["HEALTH_TOKEN"],
     )
 
 

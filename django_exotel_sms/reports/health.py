@@ -16,7 +16,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from ..conf import raw_settings
+from ..conf import get_settings
 from ..models import SmsMessage
 from . import queries
 
@@ -26,7 +26,7 @@ BROKER_TIMEOUT = 3.0
 
 
 def _token_ok(request: HttpRequest) -> bool:
-    expected = raw_settings().get("HEALTH_TOKEN")
+    expected = get_settings().health_token
     if not expected:
         return False
     scheme, _sep, given = request.headers.get("Authorization", "").partition(" ")

@@ -135,6 +135,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "django_exotel_sms.tasks.reconcile",
         "schedule": 300.0,
     },
+    # Keep the admin reports' daily roll-up current (their lag is this interval).
+    "exotel-sms-rollup": {
+        "task": "django_exotel_sms.tasks.rollup",
+        "schedule": 60.0,
+    },
 }
 
 
