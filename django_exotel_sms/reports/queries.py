@@ -337,7 +337,7 @@ def cost(report_filter: ReportFilter, by: str) -> list[CostRow]:
         CostRow(
             key=row[column],
             label=labels.get(
-                row[column], str(row[column]) if row[column] not in (None, "") else "-"
+                row[column], str(row[column]) if row[column] not in (None, "") else "(none)"
             ),
             messages=row["n"] or 0,
             billed=row["billed_n"] or 0,
