@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import views
-from .reports import health, metrics
+from .reports import health
 
 app_name = "django_exotel_sms"
 
@@ -14,5 +14,5 @@ urlpatterns = [
     path("status/<str:token>/", views.status_callback, name="status-callback"),
     path("click/<str:token>/", views.click_callback, name="click-callback"),
     path("health/", health.health, name="health"),
-    path("metrics/", metrics.metrics_view, name="metrics"),
+    path("metrics/", health.metrics_view, name="metrics"),
 ]

@@ -61,6 +61,7 @@ def test_admin_export_honours_the_changelist_filters_and_search(client, messages
     assert len(in_batch) == 3
     # A formula-looking text cell is defused.
     assert {r["custom_field"] for r in found} == {"", "'=cmd()"}
+    assert client.get(url, {"batch__id__exact": "x"}).status_code == 400
     # The changelist links to it with its own query string.
     listing = client.get(reverse("admin:django_exotel_sms_smsmessage_changelist"), {"q": "x1"})
     assert f'{url}?q=x1"' in listing.content.decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -91,12 +92,15 @@ class SmsReportAdmin(ModelAdmin):
         }
         return TemplateResponse(request, "admin/django_exotel_sms/reports/report.html", context)
 
-    def export_messages(self, request: HttpRequest) -> StreamingHttpResponse:
+    def export_messages(self, request: HttpRequest) -> HttpResponseBase:
         """The message list as filtered and searched in its changelist (same query string)."""
         message_admin = self.admin_site._registry[SmsMessage]
         if not message_admin.has_view_or_change_permission(request):
             raise PermissionDenied
-        changelist = message_admin.get_changelist_instance(request)
+        try:
+            changelist = message_admin.get_changelist_instance(request)
+        except IncorrectLookupParameters as exc:
+            return HttpResponse(f"Bad filter: {exc}", status=400, content_type="text/plain")
         messages = changelist.get_queryset(request)
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         return exports.stream_messages(

@@ -1,4 +1,5 @@
-"""``GET <callback prefix>/health/``: JSON for load balancers and uptime checkers.
+"""``GET <callback prefix>/health/``: JSON for load balancers and uptime checkers; and
+``metrics/``, the Prometheus exposition.
 
 Allowed with ``Authorization: Bearer <EXOTEL_SMS['HEALTH_TOKEN']>`` (never in the URL) or
 for a logged-in staff user. 200 when the database and the Celery broker answer, else 503;
@@ -8,17 +9,18 @@ the backlog figures are for the checker's own thresholds.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from django.db import connections, router
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from ..conf import get_settings
 from ..models import SmsMessage
-from . import queries
+from . import metrics, queries
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +102,27 @@ def health(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": "A health token or a staff login is needed."}, status=403)
     report = snapshot()
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The exposition; allowed like the health view (bearer HEALTH_TOKEN or staff)."""
+    if not allowed(request):
+        return JsonResponse({"detail": "A health token or a staff login is needed."}, status=403)
+    if not metrics.AVAILABLE:
+        return HttpResponse(
+            "prometheus_client is not installed (pip install django-exotel-sms[metrics]).",
+            status=501,
+            content_type="text/plain",
+        )
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    registry: Any = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    body = generate_latest(registry) + generate_latest(metrics.gauges())
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,8 @@
 """Prometheus metrics, when ``prometheus_client`` is installed (the ``metrics`` extra).
 
 Counters and histograms live in prometheus_client's default registry, so a project that
-already exposes one (e.g. with django-prometheus) gets them there; ``metrics_view`` exposes
-them too, plus gauges read from the database at scrape time (backlog, oldest pending age).
+already exposes one (e.g. with django-prometheus) gets them there; ``health.metrics_view``
+exposes them too, plus gauges read from the database at scrape time (backlog, oldest pending age).
 Several processes (gunicorn, Celery workers) need prometheus_client's multiprocess mode:
 set ``PROMETHEUS_MULTIPROC_DIR`` for all of them.
 
@@ -12,14 +12,9 @@ Without prometheus_client every hook here is a no-op costing one attribute check
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from functools import lru_cache
 from typing import Any
-
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
 AVAILABLE = importlib.util.find_spec("prometheus_client") is not None
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -137,7 +132,7 @@ def connect() -> None:
 # -- exposition ----------------------------------------------------------------------
 
 
-def _gauges() -> Any:
+def gauges() -> Any:
     from prometheus_client import CollectorRegistry, Gauge
 
     from .queries import stuck
@@ -161,29 +156,3 @@ def _gauges() -> Any:
     for name, (text, value) in values.items():
         Gauge(name, text, registry=registry).set(value)
     return registry
-
-
-@never_cache
-@require_GET
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The exposition; allowed like the health view (bearer HEALTH_TOKEN or staff)."""
-    from .health import allowed
-
-    if not allowed(request):
-        return JsonResponse({"detail": "A health token or a staff login is needed."}, status=403)
-    if not AVAILABLE:
-        return HttpResponse(
-            "prometheus_client is not installed (pip install django-exotel-sms[metrics]).",
-            status=501,
-            content_type="text/plain",
-        )
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-
-    registry: Any = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    body = generate_latest(registry) + generate_latest(_gauges())
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
