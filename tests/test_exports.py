@@ -126,3 +126,11 @@ def test_export_command(tmp_path, messages, capsys):
     rollup.refresh()
     call_command("exotel_export", "report", "cost-by-sender", "-o", str(out))
     assert sum(int(r["messages"]) for r in csv.DictReader(out.open())) == 4
+
+
+def test_batch_page_links_to_its_export_and_report(client, messages):
+    client.force_login(user("view_smsmessage", "view_smsbatch"))
+    page = client.get(reverse("admin:django_exotel_sms_smsbatch_change", args=[messages.pk]))
+    html = page.content.decode()
+    assert reverse("admin:django_exotel_sms_smsreport_export_batch", args=[messages.pk]) in html
+    assert f"?batch={messages.pk}&amp;start=" in html
