@@ -56,6 +56,16 @@ def test_status_changes_and_callbacks_by_outcome(client, django_capture_on_commi
     assert value("exotel_sms_status_changes_total", status="sent", code="20005") == sent + 1
 
 
+def test_forged_callbacks_are_counted(client):
+    message = SmsMessage.objects.create(to="+919876543210", body="x", sid="sid-f", status="queued")
+    token = callbacks.make_token(callbacks.MESSAGE, message.pk)
+    forged = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
+    before = value("exotel_sms_callbacks_total", outcome="forged")
+    path = reverse("django_exotel_sms:status-callback", args=[forged])
+    assert client.post(path, {"SmsSid": "sid-f", "Status": "sent"}).status_code == 403
+    assert value("exotel_sms_callbacks_total", outcome="forged") == before + 1
+
+
 def test_exposition_needs_the_token_and_has_the_gauges(client, settings):
     settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "HEALTH_TOKEN": "tok"}
     SmsMessage.objects.create(to="+919876500001", body="x")

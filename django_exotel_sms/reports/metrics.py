@@ -95,6 +95,20 @@ def status_changed(new_status: str, code: int | None) -> None:
         m.status_changes.labels(new_status, "" if code is None else str(code)).inc()
 
 
+def counting_refused(view: Any) -> Any:
+    """Wrap a callback view: each 403 (a forged, tampered or expired token) is counted."""
+    from functools import wraps
+
+    @wraps(view)
+    def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
+        response = view(request, *args, **kwargs)
+        if response.status_code == 403:
+            callback("forged")
+        return response
+
+    return wrapped
+
+
 # -- signal receivers (connected in AppConfig.ready) -----------------------------------
 
 
