@@ -292,3 +292,37 @@ def test_short_ranges_are_shown_by_hour_live(client):
     assert response.context["by_hour"] is True
     assert "Messages per hour" in response.content.decode()
     assert client.get(reverse(REPORTS)).context["by_hour"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refreshes_do_not_double_count(settings):
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent transactions: PostgreSQL")
+    for i in range(40):
+        SmsMessage.objects.create(to=f"+91987650{i:04d}", body="x", status=status.SENT)
+    rollup.refresh()
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(5):
+                barrier.wait(timeout=30)
+                rollup.rebuild_days([timezone.localdate()])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert rolled_up() == full_recount()
+    assert DailyStat.objects.get().messages == 40
