@@ -56,7 +56,7 @@ def context(query: Mapping[str, str]) -> dict[str, Any]:
     return {
         "filter": report_filter,
         "filter_error": error,
-        "choices": queries.choices(),
+        "choices": queries.choices(report_filter),
         "query": report_filter.as_query(),
         "export_query": export_query,
         "days": days,

@@ -441,15 +441,23 @@ def last_callback() -> dt.datetime | None:
     )
 
 
-def choices() -> dict[str, list[tuple[str, str]]]:
-    """Filter choices from small tables and the roll-up (never a DISTINCT over messages)."""
+def choices(report_filter: ReportFilter) -> dict[str, list[tuple[str, str]]]:
+    """Filter choices from small tables and the range's roll-up rows (never the messages).
+
+    The chosen account and sender stay listed even when the range has none of them.
+    """
     from ..models import SMS_TYPE_CHOICES
 
+    in_range = DailyStat.objects.filter(day__gte=report_filter.start, day__lte=report_filter.end)
     accounts = sorted(
         set(get_settings().accounts)
-        | set(DailyStat.objects.values_list("account", flat=True).distinct())
+        | set(in_range.values_list("account", flat=True).distinct().order_by())
+        | ({report_filter.account} if report_filter.account else set())
     )
-    senders = sorted(s for s in DailyStat.objects.values_list("sender", flat=True).distinct() if s)
+    senders = sorted(
+        {s for s in in_range.values_list("sender", flat=True).distinct().order_by() if s}
+        | ({report_filter.sender} if report_filter.sender else set())
+    )
     return {
         "account": [(a, a) for a in accounts],
         "sms_type": [(value, str(label)) for value, label in SMS_TYPE_CHOICES],
