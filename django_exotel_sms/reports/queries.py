@@ -13,12 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from .. import status
 from ..conf import get_settings
 from ..models import SmsBatch, SmsMessage, SmsTemplate, StatusEvent
 from .models import TTF_BOUNDS, DailyStat
+from .rollup import TIMED_STATUSES, day_bounds
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 400
@@ -91,8 +93,6 @@ class ReportFilter:
 
     def message_lookups(self) -> dict[str, str]:
         """The same filter as admin changelist lookups (for links to the message list)."""
-        from .rollup import day_bounds
-
         lookups = {
             "created_at__gte": day_bounds(self.start)[0].isoformat(),
             "created_at__lt": day_bounds(self.end)[1].isoformat(),
@@ -199,9 +199,7 @@ def daily(report_filter: ReportFilter) -> list[DayRow]:
     for row in counts:
         rows[row["day"]].counts[row["status"]] = row["n"]
     timed = (
-        report_filter.stats()
-        .filter(status__in=("sent", "failed", "failed-dnd"))
-        .values_list("day", "ttf_histogram")
+        report_filter.stats().filter(status__in=TIMED_STATUSES).values_list("day", "ttf_histogram")
     )
     for day, histogram in timed:
         add_histograms(rows[day].histogram, histogram or [])
@@ -217,10 +215,6 @@ def hourly(report_filter: ReportFilter) -> list[DayRow]:
     The roll-up is daily; a range of at most ``HOURLY_MAX_DAYS`` days reads the messages
     themselves (a ``created_at`` index range), so it is current to the second.
     """
-    from django.db.models.functions import TruncHour
-
-    from .rollup import day_bounds
-
     start, end = day_bounds(report_filter.start)[0], day_bounds(report_filter.end)[1]
     hours: dict[dt.datetime, DayRow] = {}
     moment = start
