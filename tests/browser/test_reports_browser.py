@@ -6,9 +6,12 @@ is saved at 1366 and 1920 px wide, and a failure code's link leads to those mess
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -115,3 +118,12 @@ def test_reports_page(page, live_server, admin_user, exotel, screens):  # noqa: 
     expected = SmsMessage.objects.filter(detailed_status_code=23005).count()
     assert page.locator("#result_list tbody tr").count() == expected
     screens.shot("failures 23005 in the message list")
+
+    # The list's Export CSV gives exactly the messages it shows.
+    with page.expect_download() as download:
+        page.click("a.exotel-export-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert sorted(int(r["id"]) for r in rows) == sorted(
+        SmsMessage.objects.filter(detailed_status_code=23005).values_list("pk", flat=True)
+    )
+    assert {r["detailed_status_code"] for r in rows} == {"23005"}
