@@ -11,3 +11,6 @@ class ExotelSmsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, checks_deployment  # noqa: F401  (registers the system checks)
+        from .reports import metrics
+
+        metrics.connect()  # Prometheus counters, when prometheus_client is installed

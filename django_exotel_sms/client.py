@@ -42,6 +42,7 @@ from django_exotel_sms.exceptions import (
     ExotelTransportError,
     error_for_response,
 )
+from django_exotel_sms.reports import metrics
 from django_exotel_sms.status import FAILURE_STATUSES, normalize_exotel_status, parse_code
 
 __all__ = [
@@ -801,6 +802,7 @@ class ExotelClient:
             )
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             error = self._transport_error(exc, context)
+        metrics.http_request(endpoint, "error" if error else response.status_code, started)
         if error is not None:
             logger.debug(
                 "Exotel %s %s failed after %.0f ms (%d recipients): %s",

@@ -106,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "RECIPIENT_LIMITS": {},
     # Staging safety: only these numbers / prefixes ("+9198*") are sent to; None = everyone.
     "ALLOWED_RECIPIENTS": None,
+    "HEALTH_TOKEN": None,  # bearer token of the health and metrics views (docs/reports.rst)
 }
 
 
@@ -161,6 +162,7 @@ class ExotelSmsSettings:
     suppression_codes: dict[int, tuple[str, str, int]] = field(default_factory=dict)
     recipient_limits: dict[str, str] = field(default_factory=dict)
     allowed_recipients: tuple[str, ...] | None = None
+    health_token: str | None = field(default=None, repr=False)
 
     @property
     def at_least_once(self) -> bool:
@@ -237,6 +239,7 @@ def get_settings() -> ExotelSmsSettings:
         allowed_recipients=(
             None if s["ALLOWED_RECIPIENTS"] is None else tuple(s["ALLOWED_RECIPIENTS"])
         ),
+        health_token=s["HEALTH_TOKEN"],
     )
 
 

@@ -469,3 +469,7 @@ class Suppression(models.Model):
             self.number = phone.normalize(self.number, get_settings().default_region)
         except phone.InvalidNumber as exc:
             raise ValidationError({"number": str(exc)}) from exc
+
+
+# Registered with the app here so migrations and the admin see them.
+from .reports.models import DailyStat, RollupCursor, SmsReport  # noqa: E402, F401

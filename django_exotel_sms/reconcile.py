@@ -17,6 +17,7 @@ from .backends import get_backend
 from .conf import get_settings
 from .exceptions import ExotelError
 from .models import SmsMessage, StatusEvent
+from .reports import logfields
 from .tracking import StatusReport, apply_report
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def check_open_messages(limit: int | None = None) -> tuple[int, int, int, int]:
             created_at__gt=now - timedelta(seconds=s.reconcile_max_age),
         )
         .order_by("updated_at")
-        .only("pk", "sid", "account", "status")
+        .only("pk", "sid", "account", "status", "batch_id", "to")
     )
     checked = updated = not_found = errors = 0
     for message in qs[: limit or s.reconcile_batch_size]:
@@ -171,7 +172,9 @@ def check_open_messages(limit: int | None = None) -> tuple[int, int, int, int]:
                 SmsMessage.objects.filter(pk=message.pk).update(updated_at=timezone.now())
         except ExotelError as exc:
             errors += 1
-            logger.warning("Could not refresh SMS %s: %s", message.pk, exc)
+            logger.warning(
+                "Could not refresh SMS %s: %s", message.pk, exc, extra=logfields.fields(message)
+            )
             if getattr(exc, "throttled", False):
                 break  # respect 40403: stop asking until the next run
     return checked, updated, not_found, errors

@@ -109,3 +109,12 @@ def reconcile(limit: int | None = None) -> dict[str, Any]:
         "resumed_batches": len(report.batches_to_resume),
         "resumed_messages": len(report.messages_to_resume),
     }
+
+
+@shared_task(ignore_result=True)
+def rollup(full: bool = False) -> dict[str, Any]:
+    """Periodic (e.g. every minute): rebuild the reports' daily roll-up for days touched since."""
+    from .reports import rollup as rollup_mod
+
+    report = rollup_mod.refresh(full=full)
+    return {"days": [day.isoformat() for day in report.days], "rows": report.rows}

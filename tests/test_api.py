@@ -146,6 +146,7 @@ def test_router_and_urls() -> None:
         "dlt-entities",
         "senders",
         "suppressions",
+        "exports",
     ]
     assert len(urlpatterns) == len(router.urls)
 

@@ -36,10 +36,12 @@ def openapi() -> Iterator[dict[str, Any]]:
     from drf_spectacular.generators import SchemaGenerator
 
     from django_exotel_sms.api import routers, views
+    from django_exotel_sms.reports import api as exports_api
 
     try:
         with override_settings(REST_FRAMEWORK=SPECTACULAR):
             importlib.reload(views)
+            importlib.reload(exports_api)
             importlib.reload(routers)
             GENERATOR_STATS.reset()
             generator = SchemaGenerator(
@@ -49,6 +51,7 @@ def openapi() -> Iterator[dict[str, Any]]:
             warnings, errors = dict(GENERATOR_STATS._warn_cache), dict(GENERATOR_STATS._error_cache)
     finally:
         importlib.reload(views)
+        importlib.reload(exports_api)
         importlib.reload(routers)
     # Nothing drf-spectacular had to guess at or give up on.
     assert warnings == {}
@@ -83,6 +86,9 @@ def test_schema_covers_every_endpoint_and_action(openapi) -> None:
         "/api/sms/senders/{id}/": {"get", "put", "patch", "delete"},
         "/api/sms/suppressions/": {"get", "post"},
         "/api/sms/suppressions/{id}/": {"get", "put", "patch", "delete"},
+        "/api/sms/exports/messages/": {"get"},
+        "/api/sms/exports/batches/{batch_id}/": {"get"},
+        "/api/sms/exports/reports/{table}/": {"get"},
     }
     assert set(paths) == set(expected)
     for route, methods in expected.items():

@@ -22,3 +22,6 @@ __all__ = [
     "SmsTemplateAdmin",
     "SuppressionAdmin",
 ]
+
+# The reports page and CSV exports ("Reports" in the app's admin index).
+from ..reports.admin import SmsReportAdmin  # noqa: F401

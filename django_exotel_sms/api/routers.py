@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from ..reports.api import ExportViewSet
 from . import views
 
 __all__ = ["router"]
@@ -15,3 +16,4 @@ router.register("batches", views.BatchViewSet, basename="exotel-sms-batch")
 router.register("dlt-entities", views.DltEntityViewSet, basename="exotel-sms-dlt-entity")
 router.register("senders", views.SenderIdViewSet, basename="exotel-sms-sender")
 router.register("suppressions", views.SuppressionViewSet, basename="exotel-sms-suppression")
+router.register("exports", ExportViewSet, basename="exotel-sms-export")

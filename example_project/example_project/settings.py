@@ -141,6 +141,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "django_exotel_sms.tasks.release_due",
         "schedule": 5.0,
     },
+    # Keep the admin reports' daily roll-up current (their lag is this interval).
+    "exotel-sms-rollup": {
+        "task": "django_exotel_sms.tasks.rollup",
+        "schedule": 60.0,
+    },
 }
 
 

@@ -266,6 +266,7 @@ class Command(BaseCommand):
         started: float,
         timeout: float,
     ) -> bool:
+        from django_exotel_sms.reports import rollup
         from django_exotel_sms.tasks import _options, reconcile
 
         next_reconcile = time.monotonic() + RECONCILE_EVERY
@@ -275,6 +276,7 @@ class Command(BaseCommand):
             self.say(self._line(counts, total, elapsed))
             final = sum(n for s, n in counts.items() if status.is_terminal(s))
             if final >= total:
+                rollup.refresh()  # the admin reports show the run at once
                 return True
             if elapsed >= timeout:
                 return False
@@ -284,6 +286,7 @@ class Command(BaseCommand):
             if time.monotonic() >= next_reconcile:
                 # What Celery beat does every 5 minutes in a real deployment.
                 reconcile.apply_async(**_options())
+                rollup.refresh()  # what the rollup beat task does every minute
                 next_reconcile = time.monotonic() + RECONCILE_EVERY
             time.sleep(1.0)
 
