@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -63,7 +64,9 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[], object]]] = {
     # Signing keys given as a dict (not a list) fail inside the signer's set-up.
     "signing_keys": (
         {"SIGNING_KEYS": {"current": SIGNING_KEY}},
-        lambda: callbacks.make_token(callbacks.MESSAGE, 1),
+        lambda: callbacks.make_token(
+            callbacks.MESSAGE, 1, datetime(2026, 1, 1, tzinfo=timezone.utc)
+        ),
     ),
     # The composer reads the account's settings before the backend can be imported.
     "compose": ({"BACKEND": "no_such_module.Backend"}, send),
@@ -77,6 +80,7 @@ def test_debug_page_never_shows_credentials(settings: Any, case: str) -> None:
     settings.EXOTEL_SMS = {**BASE, **changes}
     page = error_page(call)
     assert "Local vars" in page  # the frames' variables were rendered
+    assert "<h1>TypeError" not in page  # failed where meant to, not on a wrong call
     assert [secret for secret in SECRETS if secret in page] == []
 
 

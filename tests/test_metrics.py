@@ -42,7 +42,7 @@ def test_status_changes_and_callbacks_by_outcome(client, django_capture_on_commi
     message.refresh_from_db()
     path = reverse(
         "django_exotel_sms:status-callback",
-        args=[callbacks.make_token(callbacks.MESSAGE, message.pk)],
+        args=[callbacks.make_token(callbacks.MESSAGE, message.pk, message.created_at)],
     )
     form = {"SmsSid": message.sid, "Status": "sent", "DetailedStatusCode": "20005"}
     sent = value("exotel_sms_status_changes_total", status="sent", code="20005")
@@ -58,7 +58,7 @@ def test_status_changes_and_callbacks_by_outcome(client, django_capture_on_commi
 
 def test_forged_callbacks_are_counted(client):
     message = SmsMessage.objects.create(to="+919876543210", body="x", sid="sid-f", status="queued")
-    token = callbacks.make_token(callbacks.MESSAGE, message.pk)
+    token = callbacks.make_token(callbacks.MESSAGE, message.pk, message.created_at)
     forged = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
     before = value("exotel_sms_callbacks_total", outcome="forged")
     path = reverse("django_exotel_sms:status-callback", args=[forged])

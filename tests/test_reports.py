@@ -102,8 +102,8 @@ def test_rollup_equals_a_full_recount_after_duplicated_and_reordered_callbacks(
     SmsMessage.objects.create(to=numbers[1], body="x", status=status.CANCELLED)
 
     events = []
-    for message in SmsMessage.objects.filter(sid__isnull=False):
-        token = callbacks.make_token(callbacks.BATCH, message.batch_id)
+    for message in SmsMessage.objects.filter(sid__isnull=False).select_related("batch"):
+        token = callbacks.make_token(callbacks.BATCH, message.batch_id, message.batch.created_at)
         path = reverse("django_exotel_sms:status-callback", args=[token])
         final, code, units, price = rng.choice(FINALS)
         sent = timezone.now() + timedelta(seconds=rng.choice([0, 3, 40, 700, 5000]))
