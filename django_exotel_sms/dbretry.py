@@ -17,12 +17,14 @@ from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, transaction
 
+from .db.transient import is_transient
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Errors that may pass: locks, timeouts, a lost connection. Not IntegrityError or DataError,
-# which the same write would meet again.
+# The classes transient errors come as; ``db.transient.is_transient`` tells which of them
+# may pass (a lock, a lost connection) from those the same write would meet again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 ATTEMPTS = 4
 BASE_DELAY = 0.1  # seconds before the first retry, doubling, jittered: about 1 s in all
@@ -40,7 +42,11 @@ def retry_write(write: Callable[[], T], *, using: str, what: str, atomic: bool =
                 return write()
         except TRANSIENT_ERRORS as exc:
             # Without a savepoint of its own, a write failed inside a transaction broke it.
-            if attempt >= ATTEMPTS or (not atomic and connection.in_atomic_block):
+            if (
+                not is_transient(exc)
+                or attempt >= ATTEMPTS
+                or (not atomic and connection.in_atomic_block)
+            ):
                 raise
             logger.warning(
                 "%s: transient database error (%s); retry %d of %d",

@@ -342,3 +342,23 @@ def test_send_task_retries_are_bounded(monkeypatch):
     assert result.failed() and isinstance(result.result, OperationalError)
     assert len(calls) == 1 + tasks.send_message.max_retries
     assert tasks.send_message.max_retries == 5
+
+
+def test_a_database_error_no_retry_can_fix_is_raised_at_once():
+    """A missing table is an OperationalError on SQLite too, but retrying cannot help."""
+    import sqlite3
+
+    from django.db import OperationalError
+
+    calls = []
+
+    def write():
+        calls.append(1)
+        try:
+            raise sqlite3.OperationalError("no such table: nowhere")
+        except sqlite3.OperationalError as cause:
+            raise OperationalError(str(cause)) from cause
+
+    with pytest.raises(OperationalError):
+        dbretry.retry_write(write, using="default", what="test")
+    assert len(calls) == 1
