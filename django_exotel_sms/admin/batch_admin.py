@@ -138,6 +138,13 @@ class SmsBatchAdmin(ReadOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": _("Cancel batches"),
+            "question": _(
+                "Cancel the messages of these batches that no worker has claimed yet? They "
+                "become 'cancelled' and are never sent; messages already on their way to "
+                "Exotel cannot be stopped."
+            ),
+            "action": "cancel_batches",
+            "button": _("Yes, cancel them"),
             "opts": self.opts,
             "rows": [{"batch": b, "pending": pending.get(b.pk, 0)} for b in batches],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
