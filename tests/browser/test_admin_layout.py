@@ -167,9 +167,9 @@ def test_template_list_and_tools_layout(page, live_server, admin_user, data, wid
     assert form.locator("input.vTextField").count() == 4  # the number and 3 variables
     assert form.locator(".submit-row input[type=submit].default").count() == 1
     labels = form.locator(".form-row label")
-    assert labels.count() == 4
+    assert labels.count() == 6  # the number, 3 variables, send at, expires at
     # Labels beside their fields, as on every admin form: all in one column.
-    lefts = {round(box["x"]) for box in (labels.nth(i).bounding_box() for i in range(4))}
+    lefts = {round(box["x"]) for box in (labels.nth(i).bounding_box() for i in range(6))}
     inputs = form.locator("input.vTextField")
     input_lefts = {round(inputs.nth(i).bounding_box()["x"]) for i in range(4)}
     assert len(lefts) == 1 and len(input_lefts) == 1, (lefts, input_lefts)
