@@ -38,6 +38,13 @@ from django_exotel_sms.backends import reset_backends
 from django_exotel_sms.models import SmsMessage, StatusEvent
 from django_exotel_sms.sandbox import SandboxServer
 
+# The local Exotel's published test values (docs/testing.rst): not secrets.
+SANDBOX_CREDENTIALS = {
+    "ACCOUNT_SID": "sandbox",
+    "API_KEY": "sandboxkey",
+    "API_TOKEN": "sandboxtoken",
+}
+
 DEMO_USER = "demo"
 SOURCE_NAMES = dict(StatusEvent.SOURCE_CHOICES)
 KNOWN = [code for code, _ in status.STATUS_CHOICES]
@@ -123,11 +130,13 @@ class Command(BaseCommand):
         password = options["admin_password"]
         self._admin_user(password)
 
+        # The stand-in's own test credentials, never the project's (they may be real ones):
+        # the app is pointed at the stand-in with these below.
         sandbox = SandboxServer(
             port=options["sandbox_port"],
-            account_sid=str(settings.EXOTEL_SMS.get("ACCOUNT_SID") or "sandbox"),
-            api_key=str(settings.EXOTEL_SMS.get("API_KEY") or "sandboxkey"),
-            api_token=str(settings.EXOTEL_SMS.get("API_TOKEN") or "sandboxtoken"),
+            account_sid=SANDBOX_CREDENTIALS["ACCOUNT_SID"],
+            api_key=SANDBOX_CREDENTIALS["API_KEY"],
+            api_token=SANDBOX_CREDENTIALS["API_TOKEN"],
             callback_delay=options["callback_delay"],
             rules=scenario.SANDBOX_RULES,
         )
@@ -152,6 +161,7 @@ class Command(BaseCommand):
 
         queue = f"exotel-demo-{web.port}"
         overrides = {
+            **SANDBOX_CREDENTIALS,
             "BASE_URL": sandbox.url,
             "CALLBACK_BASE_URL": f"{web.url}/exotel/",
             "TASK_QUEUE": queue,
