@@ -77,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
     "IDEMPOTENCY_KEY_TTL": 24 * 3600,
     "API_PERMISSION_CLASSES": None,
     "TASK_QUEUE": None,
+    # Language variants to try after a language's own, e.g. {"hi-IN": ["hi", "en"]}; a
+    # language not listed tries its primary subtag ("hi-IN" -> "hi"). Then the template.
+    "TEMPLATE_LANGUAGE_FALLBACK": {},
 }
 
 
@@ -124,6 +127,7 @@ class ExotelSmsSettings:
     api_permission_classes: list[str] | None
     rate_limit_storage: str | None
     task_queue: str | None
+    template_language_fallback: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def at_least_once(self) -> bool:
@@ -182,6 +186,9 @@ def get_settings() -> ExotelSmsSettings:
         api_permission_classes=s["API_PERMISSION_CLASSES"],
         rate_limit_storage=s["RATE_LIMIT_STORAGE"],
         task_queue=s["TASK_QUEUE"],
+        template_language_fallback={
+            str(k): [str(x) for x in v] for k, v in (s["TEMPLATE_LANGUAGE_FALLBACK"] or {}).items()
+        },
     )
 
 

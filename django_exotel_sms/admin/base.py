@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
     ModelAdmin = admin.ModelAdmin[Any]
     TabularInline = admin.TabularInline[Any, Any]
+    StackedInline = admin.StackedInline[Any, Any]
 else:
     ModelAdmin = admin.ModelAdmin
     TabularInline = admin.TabularInline
+    StackedInline = admin.StackedInline
     Model = Any
 
 
