@@ -156,3 +156,31 @@ def test_static_bulk_and_template_send_bulk_take_a_language(
     assert sorted(m["To"] for m in sent) == ["+919876500201", "+919876500202", "+919876500203"]
     assert {m["DltTemplateId"] for m in sent} == {HI_ID}
     assert all(m["Body"].startswith("प्रिय ") for m in sent)
+
+
+def test_admin_saves_variants_inline_and_shows_their_encoding(admin_client: Any) -> None:
+    from django.urls import reverse
+
+    add = reverse("admin:django_exotel_sms_smstemplate_add")
+    response = admin_client.post(
+        add,
+        {
+            "name": "shipped",
+            "body": EN,
+            "dlt_template_id": EN_ID,
+            "sms_type": "transactional",
+            "is_active": "on",
+            "variants-TOTAL_FORMS": "1",
+            "variants-INITIAL_FORMS": "0",
+            "variants-0-language": "hi",
+            "variants-0-body": HI,
+            "variants-0-dlt_template_id": HI_ID,
+        },
+    )
+    assert response.status_code == 302, response.context["errors"]
+    tpl = SmsTemplate.objects.get()
+    (variant,) = tpl.variants.all()
+    assert (variant.language, variant.dlt_template_id) == ("hi", HI_ID)
+    page = admin_client.get(reverse("admin:django_exotel_sms_smstemplate_change", args=[tpl.pk]))
+    html = page.content.decode()
+    assert "UCS-2 (Unicode)" in html and "GSM-7" in html
