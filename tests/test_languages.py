@@ -12,6 +12,8 @@ from django_exotel_sms import languages
 from django_exotel_sms.compose import SmsValidationError
 from django_exotel_sms.models import SmsMessage, SmsTemplate, SmsTemplateVariant
 
+from .helpers import sent_messages
+
 pytestmark = pytest.mark.django_db
 
 EN_ID, HI_ID, HI_IN_ID = "1107000000000000101", "1107000000000000102", "1107000000000000103"
@@ -30,30 +32,6 @@ def shipped() -> SmsTemplate:
     tpl = SmsTemplate.objects.create(name="shipped", body=EN, dlt_template_id=EN_ID)
     SmsTemplateVariant.objects.create(template=tpl, language="hi", body=HI, dlt_template_id=HI_ID)
     return tpl
-
-
-def _sent(sandbox: Any) -> list[dict[str, str]]:
-    """Each message as the stand-in received it: To, Body, DltTemplateId, EncodingType."""
-    out = []
-    for request in sandbox.requests:
-        form = request.form
-        keys = [k for k, _ in form]
-        if "To" in keys:  # one message per request
-            out.append(dict(form))
-            continue
-        if "To[]" in keys:  # one text to many numbers
-            shared = {k: v for k, v in form if k != "To[]"}
-            out.extend({**shared, "To": v} for k, v in form if k == "To[]")
-            continue
-        # bulksend: Messages[i][Field] per message
-        per: dict[str, dict[str, str]] = {}
-        shared = {k: v for k, v in form if not k.startswith("Messages[")}
-        for key, value in form:
-            if key.startswith("Messages["):
-                index, field = key[len("Messages[") :].split("][")
-                per.setdefault(index, dict(shared))[field.rstrip("]")] = value
-        out.extend(per.values())
-    return out
 
 
 def test_fallback_chain_defaults_to_the_primary_subtag() -> None:
@@ -92,7 +70,7 @@ def test_send_by_language_uses_the_variant_text_and_dlt_id(
         shipped.send("+919876500002", ["Ravi", "43"], language="hi-BR", send_async=False)
         other = shipped.send("+919876500003", ["Ann", "44"], language="ta", send_async=False)
         plain = shipped.send("+919876500004", ["Bob", "45"], send_async=False)
-    sent = {m["To"]: m for m in _sent(sandbox)}
+    sent = {m["To"]: m for m in sent_messages(sandbox)}
     assert sent["+919876500001"]["Body"] == "नमस्ते Asha, ऑर्डर 42 रवाना। - ACME"
     assert sent["+919876500001"]["DltTemplateId"] == HI_IN_ID
     assert sent["+919876500002"]["Body"].startswith("प्रिय Ravi")  # hi-BR -> hi
@@ -120,7 +98,7 @@ def test_send_bulk_picks_a_language_per_message(
     ]
     with on_commit():
         batch = SmsMessage.objects.send_bulk(messages=messages, send_async=False)
-    sent = {m["To"]: m for m in _sent(sandbox)}
+    sent = {m["To"]: m for m in sent_messages(sandbox)}
     assert len(sent) == 10 == batch.total
     for i in range(10):
         message = sent[f"+9198765001{i:02d}"]
@@ -152,7 +130,7 @@ def test_static_bulk_and_template_send_bulk_take_a_language(
             [{"to": "+919876500203", "context": ["Ravi", "8"], "language": "hi"}],
             send_async=False,
         )
-    sent = _sent(sandbox)
+    sent = sent_messages(sandbox)
     assert sorted(m["To"] for m in sent) == ["+919876500201", "+919876500202", "+919876500203"]
     assert {m["DltTemplateId"] for m in sent} == {HI_ID}
     assert all(m["Body"].startswith("प्रिय ") for m in sent)
