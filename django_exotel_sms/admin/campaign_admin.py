@@ -420,6 +420,7 @@ class CampaignAdmin(ReadOnlyAdmin):
                 )
                 batch = SmsMessage.objects.send_bulk(
                     messages=campaigns.messages_to_send(draft, tpl),
+                    template=tpl,  # the batch's template, for its page; rows name it too
                     name=draft.name or (draft.file_name or _("Campaign")),
                     created_by=request.user,
                 )
