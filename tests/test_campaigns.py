@@ -265,16 +265,47 @@ def test_a_concurrent_confirm_that_lost_the_race_creates_nothing(
     preview = start(client, shipped, data)
     client.get(preview)
     token = preview.rstrip("/").rsplit("/", 1)[1]
-    real = campaigns.check_rows
+    from django_exotel_sms.admin.campaign_admin import CampaignAdmin
+
+    real = CampaignAdmin._template
     won: list[Campaign] = []
 
-    def other_request_wins(*args: Any) -> Any:
-        if not won:  # the other request commits its Campaign while this one counts
+    def other_request_wins(draft: campaigns.Draft) -> Any:
+        if not won:  # the other request commits its Campaign after this one looked
             won.append(Campaign.objects.create(confirm_token=token, name="first"))
-        return real(*args)
+        return real(draft)
 
-    monkeypatch.setattr(campaigns, "check_rows", other_request_wins)
+    monkeypatch.setattr(CampaignAdmin, "_template", staticmethod(other_request_wins))
     response = client.post(reverse("admin:django_exotel_sms_campaign_confirm", args=[token]))
     assert response.status_code == 302
     assert list(Campaign.objects.all()) == won
     assert not SmsBatch.objects.exists() and not SmsMessage.objects.exists()
+
+
+def test_recipients_that_changed_since_the_preview_send_nothing(shipped: SmsTemplate) -> None:
+    client = sender("send_campaign", "add_smsmessage")
+    data, _ = campaign_csv(5)
+    preview = start(client, shipped, data)
+    client.get(preview)  # shows 5 valid recipients
+    token = preview.rstrip("/").rsplit("/", 1)[1]
+    path = client.session["django_exotel_sms_campaigns"][token]["path"]
+    smaller, _ = campaign_csv(3)  # every row valid, but 3 where the preview said 5
+    with campaigns.storage().open(path, "wb") as stored:
+        stored.write(smaller)
+    response = client.post(reverse("admin:django_exotel_sms_campaign_confirm", args=[token]))
+    assert response.status_code == 302 and response["Location"] == preview
+    assert not SmsBatch.objects.exists() and not Campaign.objects.exists()
+    assert not SmsMessage.objects.exists()
+
+
+def test_rows_invalid_at_confirm_send_nothing(shipped: SmsTemplate) -> None:
+    client = sender("send_campaign", "add_smsmessage")
+    data, _ = campaign_csv(5)
+    preview = start(client, shipped, data)
+    client.get(preview)
+    token = preview.rstrip("/").rsplit("/", 1)[1]
+    # The template now wants three values: every row is invalid at confirm.
+    SmsTemplate.objects.filter(pk=shipped.pk).update(body="Hi {#var#}, {#var#}, {#var#}.")
+    response = client.post(reverse("admin:django_exotel_sms_campaign_confirm", args=[token]))
+    assert response.status_code == 302 and response["Location"] == preview
+    assert not SmsBatch.objects.exists() and not Campaign.objects.exists()

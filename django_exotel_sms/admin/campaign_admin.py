@@ -9,6 +9,7 @@ confirm finds that row and goes to its batch instead of creating a second one.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
@@ -36,6 +37,12 @@ from .base import ReadOnlyAdmin
 from .preview import ENCODING_LABELS
 
 SESSION_KEY = "django_exotel_sms_campaigns"
+
+
+class _Changed(Exception):
+    """The file or the template gave other recipients at confirm than at the preview."""
+
+
 MAX_DRAFTS = 5  # per session; older drafts (and their files) are dropped
 
 
@@ -382,25 +389,23 @@ class CampaignAdmin(ReadOnlyAdmin):
         if existing is not None:  # a replay: the first confirm already sent it
             return self._to_campaign(request, existing)
         draft = self._found_draft(request, token)
-        expected = draft.expected_valid
         tpl = self._template(draft)
-        counts = campaigns.Summary()
-        for row in campaigns.check_rows(draft, tpl):
-            counts.rows += 1
-            if row.message is not None:
-                counts.valid += 1
-                counts.units += row.fields["segments"] if row.fields else 0
-            elif row.reason == "duplicate":
-                counts.duplicates += 1
-            else:
-                counts.invalid += 1
-        if expected is None or counts.valid != expected or not counts.valid:
-            self.message_user(
-                request,
-                _("The recipients changed since the preview (or none are valid); check again."),
-                messages.ERROR,
-            )
-            return HttpResponseRedirect(self._url("preview", token))
+        tally = campaigns.Summary()
+
+        def counted() -> Iterator[dict[str, Any]]:
+            # One pass: send_bulk validates and saves the rows this yields, and the
+            # counts for the audit come from the same reading of the file.
+            for row in campaigns.check_rows(draft, tpl):
+                tally.rows += 1
+                if row.message is not None:
+                    tally.valid += 1
+                    tally.units += row.fields["segments"] if row.fields else 0
+                    yield row.message
+                elif row.reason == "duplicate":
+                    tally.duplicates += 1
+                else:
+                    tally.invalid += 1
+
         using = router.db_for_write(Campaign)
         try:
             with transaction.atomic(using=using):
@@ -411,26 +416,35 @@ class CampaignAdmin(ReadOnlyAdmin):
                     sender=draft.sender,
                     sms_type=draft.sms_type,
                     file_name=draft.file_name,
-                    rows_total=counts.rows,
-                    rows_valid=counts.valid,
-                    rows_invalid=counts.invalid,
-                    rows_duplicate=counts.duplicates,
-                    estimated_units=counts.units,
                     created_by=request.user,
                 )
                 batch = SmsMessage.objects.send_bulk(
-                    messages=campaigns.messages_to_send(draft, tpl),
+                    messages=counted(),
                     template=tpl,  # the batch's template, for its page; rows name it too
                     name=draft.name or (draft.file_name or _("Campaign")),
                     created_by=request.user,
                 )
+                if tally.valid != draft.expected_valid:
+                    raise _Changed  # rolls back the batch and the campaign row
                 campaign.batch = batch
-                campaign.save(update_fields=["batch"])
+                campaign.rows_total = tally.rows
+                campaign.rows_valid = tally.valid
+                campaign.rows_invalid = tally.invalid
+                campaign.rows_duplicate = tally.duplicates
+                campaign.estimated_units = tally.units
+                campaign.save()
         except IntegrityError:  # a concurrent confirm of the same draft won the race
             existing = Campaign.objects.filter(confirm_token=token).first()
             if existing is None:
                 raise
             return self._to_campaign(request, existing)
+        except _Changed:
+            self.message_user(
+                request,
+                _("The recipients changed since the preview; nothing was sent. Check again."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(self._url("preview", token))
         except SmsValidationError as exc:
             for texts in exc.message_dict.values():
                 for text in texts:
