@@ -309,3 +309,15 @@ def test_rows_invalid_at_confirm_send_nothing(shipped: SmsTemplate) -> None:
     response = client.post(reverse("admin:django_exotel_sms_campaign_confirm", args=[token]))
     assert response.status_code == 302 and response["Location"] == preview
     assert not SmsBatch.objects.exists() and not Campaign.objects.exists()
+
+
+def test_senders_see_the_campaign_list_and_its_send_link(shipped: SmsTemplate) -> None:
+    client = sender("send_campaign", "add_smsmessage")
+    page = client.get(reverse("admin:django_exotel_sms_campaign_changelist"))
+    assert page.status_code == 200 and "Send a campaign" in page.content.decode()
+    viewer = Client()
+    viewer.force_login(User.objects.create_user("viewer", is_staff=True))
+    viewer_user = User.objects.get(username="viewer")
+    viewer_user.user_permissions.set(Permission.objects.filter(codename="view_campaign"))
+    page = viewer.get(reverse("admin:django_exotel_sms_campaign_changelist"))
+    assert page.status_code == 200 and "Send a campaign" not in page.content.decode()

@@ -8,6 +8,8 @@ confirm finds that row and goes to its batch instead of creating a second one.
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -175,6 +177,10 @@ class CampaignAdmin(ReadOnlyAdmin):
             f"{opts.app_label}.add_{opts.model_name}"
         )
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Who may send campaigns may see them (and reach "Send a campaign" from the list).
+        return super().has_view_permission(request, obj) or self.has_send_permission(request)
+
     def _require_send(self, request: HttpRequest) -> None:
         if not self.has_send_permission(request):
             raise PermissionDenied
@@ -295,10 +301,12 @@ class CampaignAdmin(ReadOnlyAdmin):
         else:
             from django.core.files.base import ContentFile
 
-            lines = [n.strip() for n in data["numbers"].splitlines() if n.strip()]
-            content = "number\n" + "\n".join(f'"{n}"' for n in lines) + "\n"
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(["number"])
+            writer.writerows([n.strip()] for n in data["numbers"].splitlines() if n.strip())
             file_name = ""
-            path = store.save(f"{token}.csv", ContentFile(content.encode()))
+            path = store.save(f"{token}.csv", ContentFile(out.getvalue().encode()))
         tpl: SmsTemplate | None = data.get("template")
         draft = campaigns.Draft(
             token=token,
