@@ -60,4 +60,4 @@ def pick_variant(
 
 def variants_of(template: SmsTemplate) -> dict[str, SmsTemplateVariant]:
     """One query: the template's variants by normalised language code."""
-    return {v.language.lower(): v for v in template.variants.all()}
+    return {v.language.replace("_", "-").lower(): v for v in template.variants.all()}
