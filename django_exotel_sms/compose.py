@@ -14,11 +14,11 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.utils.module_loading import import_string
 
-from . import dlt, encoding, phone, scheduling, senders
+from . import dlt, encoding, languages, phone, scheduling, senders
 from .conf import account_key_path, get_account, get_settings
 
 if TYPE_CHECKING:
-    from .models import SenderId, SmsTemplate
+    from .models import SenderId, SmsTemplate, SmsTemplateVariant
 
 SMS_TYPES = ("transactional", "transactional_opt_in", "promotional")
 PRIORITIES = ("normal", "high")
@@ -34,6 +34,7 @@ MESSAGE_KEYS = frozenset(
         "context",
         "dlt_template_id",
         "sms_type",
+        "language",
     }
 )
 
@@ -133,6 +134,7 @@ class Composer:
         self._templates: dict[object, SmsTemplate] = {}
         self._templates_by_dlt_id: dict[str, SmsTemplate | None] = {}
         self._matches: dict[tuple[str, str], dlt.MatchResult] = {}
+        self._variants: dict[int, dict[str, SmsTemplateVariant]] = {}
 
     # -- look-ups -------------------------------------------------------------------------
 
@@ -159,6 +161,14 @@ class Composer:
                     {"template": [f"No SMS template named {value!r}."]}
                 ) from None
         return self._templates[value]
+
+    def variant(self, tpl: SmsTemplate, language: str | None) -> SmsTemplateVariant | None:
+        """The language variant to send (None: the template's own text); one query a template."""
+        if not language:
+            return None
+        if tpl.pk not in self._variants:
+            self._variants[tpl.pk] = languages.variants_of(tpl)
+        return languages.pick_variant(self._variants[tpl.pk], language)
 
     def _sender_row(self, header: str) -> SenderId | None:
         from .models import SenderId
@@ -209,6 +219,7 @@ class Composer:
         send_at: datetime | str | None = None,
         expires_at: datetime | str | None = None,
         valid_for: timedelta | float | None = None,
+        language: str | None = None,
     ) -> dict[str, Any]:
         """Model field values for one message, or SmsValidationError naming every problem."""
         errors: dict[str, list[str]] = {}
@@ -224,6 +235,16 @@ class Composer:
         except phone.InvalidNumber as exc:
             errors.setdefault("to", []).append(str(exc))
 
+        template_body = tpl.body if tpl is not None else ""
+        template_dlt_id = tpl.dlt_template_id if tpl is not None else ""
+        if tpl is not None and language:
+            try:
+                variant = self.variant(tpl, language)
+            except ValueError as exc:
+                errors.setdefault("language", []).append(str(exc))
+            else:
+                if variant is not None:  # its own text and DLT id: DLT registers each language
+                    template_body, template_dlt_id = variant.body, variant.dlt_template_id
         if tpl is not None:
             if not tpl.is_active:
                 errors.setdefault("template", []).append(
@@ -231,10 +252,10 @@ class Composer:
                 )
             if body is None:
                 try:
-                    body = render(tpl, context, self.settings.dlt_max_var_length)
+                    body = render_text(template_body, context, self.settings.dlt_max_var_length)
                 except SmsValidationError as exc:
                     errors.update(exc.message_dict)
-            dlt_template_id = dlt_template_id or tpl.dlt_template_id or None
+            dlt_template_id = dlt_template_id or template_dlt_id or None
             sms_type = sms_type or tpl.sms_type
             if sender is None and tpl.sender_id is not None and tpl.sender is not None:
                 sender = tpl.sender.header
@@ -254,9 +275,10 @@ class Composer:
         match_against = tpl
         if match_against is None and dlt_template_id and _digits(str(dlt_template_id)):
             match_against = self._template_for_dlt_id(str(dlt_template_id))
+            template_body = match_against.body if match_against is not None else ""
         if body and match_against is not None and "body" not in errors and "context" not in errors:
             try:
-                result = self._match(match_against.body, body)
+                result = self._match(template_body, body)
             except dlt.DltTemplateError as exc:  # a stored template that was never clean()ed
                 result = dlt.MatchResult(False, (), str(exc).rstrip("."))
             if not result.matched:
@@ -389,7 +411,16 @@ def render(
     max_var_length: int,
 ) -> str:
     """Fill a template's placeholders; SmsValidationError (key "context") when they don't fit."""
+    return render_text(tpl.body, context, max_var_length)
+
+
+def render_text(
+    template_body: str,
+    context: Mapping[str, Any] | Sequence[Any] | None,
+    max_var_length: int,
+) -> str:
+    """``render`` for a given template text (the template's own, or a language variant's)."""
     try:
-        return dlt.render(tpl.body, context or [], max_var_length=max_var_length)
+        return dlt.render(template_body, context or [], max_var_length=max_var_length)
     except (ValueError, TypeError) as exc:  # TypeError: context is a str or not a collection
         raise SmsValidationError({"context": [str(exc)]}) from exc

@@ -107,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     # Staging safety: only these numbers / prefixes ("+9198*") are sent to; None = everyone.
     "ALLOWED_RECIPIENTS": None,
     "HEALTH_TOKEN": None,  # bearer token of the health and metrics views (docs/reports.rst)
+    # Language variants to try after a language's own, e.g. {"hi-IN": ["hi", "en"]}; a
+    # language not listed tries its primary subtag ("hi-IN" -> "hi"). Then the template.
+    "TEMPLATE_LANGUAGE_FALLBACK": {},
 }
 
 
@@ -163,6 +166,7 @@ class ExotelSmsSettings:
     recipient_limits: dict[str, str] = field(default_factory=dict)
     allowed_recipients: tuple[str, ...] | None = None
     health_token: str | None = field(default=None, repr=False)
+    template_language_fallback: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def at_least_once(self) -> bool:
@@ -240,6 +244,9 @@ def get_settings() -> ExotelSmsSettings:
             None if s["ALLOWED_RECIPIENTS"] is None else tuple(s["ALLOWED_RECIPIENTS"])
         ),
         health_token=s["HEALTH_TOKEN"],
+        template_language_fallback={
+            str(k): [str(x) for x in v] for k, v in (s["TEMPLATE_LANGUAGE_FALLBACK"] or {}).items()
+        },
     )
 
 

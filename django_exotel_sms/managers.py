@@ -22,7 +22,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MAX_LISTED_ERRORS = 20
-_PER_MESSAGE_KEYS = ("to", "body", "sender", "template", "context", "dlt_template_id", "sms_type")
+_PER_MESSAGE_KEYS = (
+    "to",
+    "body",
+    "sender",
+    "template",
+    "context",
+    "dlt_template_id",
+    "sms_type",
+    "language",
+)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -128,6 +137,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         expires_at: datetime | str | None = None,
         valid_for: timedelta | float | None = None,
         send_async: bool = True,
+        language: str | None = None,
     ) -> SmsMessage:
         """Validate, save and send one SMS; returns the saved message.
 
@@ -162,6 +172,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             send_at=send_at,
             expires_at=expires_at,
             valid_for=valid_for,
+            language=language,
         )
         from . import suppression
 
@@ -205,6 +216,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
         expires_at: datetime | str | None = None,
         valid_for: timedelta | float | None = None,
         send_async: bool = True,
+        language: str | None = None,
     ) -> SmsBatch:
         """Send to many: ``to=[...]`` with one ``body`` (or template), or ``messages=[{...}]``.
 
@@ -255,9 +267,14 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             assert to is not None
             if body is None and tpl is not None:
                 # Same text for all: render once; numbers are still checked one by one.
-                from .compose import render
+                from .compose import render_text
 
-                body = render(tpl, context, composer.settings.dlt_max_var_length)
+                variant = composer.variant(tpl, language)
+                body = render_text(
+                    variant.body if variant else tpl.body,
+                    context,
+                    composer.settings.dlt_max_var_length,
+                )
             items: Iterable[dict[str, Any]] = (
                 {"to": number, "body": body, "template": tpl, "context": context} for number in to
             )
@@ -278,7 +295,8 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                 rows = []
                 for index, item in chunk:
                     options = dict(shared)
-                    for key in ("sender", "dlt_template_id", "sms_type"):
+                    options["language"] = language
+                    for key in ("sender", "dlt_template_id", "sms_type", "language"):
                         if item.get(key) is not None:
                             options[key] = item[key]
                     try:

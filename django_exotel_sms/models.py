@@ -156,12 +156,72 @@ class SmsTemplate(models.Model):
         return SmsMessage.objects.send(to, None, template=self, context=context, **options)
 
     def send_bulk(self, recipients: Iterable[Mapping[str, Any]], **options: Any) -> SmsBatch:
-        """Send to many: each item is ``{"to": ..., "context": ...}``."""
+        """Send to many: each item is ``{"to": ..., "context": ..., "language": ...}``."""
         messages = (
-            {"to": item["to"], "template": self, "context": item.get("context")}
+            {
+                "to": item["to"],
+                "template": self,
+                "context": item.get("context"),
+                "language": item.get("language"),
+            }
             for item in recipients
         )
         return SmsMessage.objects.send_bulk(messages=messages, **options)
+
+
+class SmsTemplateVariant(models.Model):
+    """The template in another language: its own text and DLT id (DLT registers each language)."""
+
+    template = models.ForeignKey(SmsTemplate, on_delete=models.CASCADE, related_name="variants")
+    language = models.CharField(
+        _("language"), max_length=16, help_text=_("A language code such as hi or hi-IN.")
+    )
+    body = models.TextField(_("body"), help_text=_("DLT template text with {#var#} placeholders."))
+    dlt_template_id = models.CharField(_("DLT template id"), max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("language variant")
+        verbose_name_plural = _("language variants")
+        ordering = ["template", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "language"], name="exotel_variant_template_language"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} [{self.language}]"
+
+    def clean(self) -> None:
+        from .languages import normalize_language
+
+        errors: dict[str, Any] = {}
+        try:
+            self.language = normalize_language(self.language or "")
+        except ValueError as exc:
+            errors["language"] = str(exc)
+        try:
+            placeholders = dlt.parse_template(self.body or "")
+            dlt.validate_template(self.body or "")
+        except ValueError as exc:
+            errors["body"] = str(exc)
+        else:
+            # A campaign maps one set of columns to every variant, so the counts must agree.
+            if self.template_id is not None:
+                try:
+                    expected = len(self.template.placeholders)
+                except dlt.DltTemplateError:
+                    expected = len(placeholders)
+                if len(placeholders) != expected:
+                    errors["body"] = _(
+                        "The template has %(n)s placeholder(s); this variant has %(m)s."
+                    ) % {"n": expected, "m": len(placeholders)}
+        if self.dlt_template_id and not self.dlt_template_id.isdigit():
+            errors["dlt_template_id"] = _("A DLT template id is made of digits only.")
+        if errors:
+            raise ValidationError(errors)
 
 
 class SmsBatch(models.Model):
@@ -469,6 +529,49 @@ class Suppression(models.Model):
             self.number = phone.normalize(self.number, get_settings().default_region)
         except phone.InvalidNumber as exc:
             raise ValidationError({"number": str(exc)}) from exc
+
+
+class Campaign(models.Model):
+    """Audit of one bulk composed in the admin: who, when, from which file, how many rows.
+
+    ``confirm_token`` is unique: a replayed or double-submitted confirm finds the row the
+    first one wrote and creates no second batch.
+    """
+
+    confirm_token = models.CharField(max_length=64, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    template = models.ForeignKey(
+        SmsTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="campaigns"
+    )
+    sender = models.CharField(_("sender"), max_length=40, blank=True)
+    sms_type = models.CharField(_("SMS type"), max_length=24, choices=SMS_TYPE_CHOICES, blank=True)
+    file_name = models.CharField(_("file name"), max_length=255, blank=True)
+    rows_total = models.PositiveIntegerField(_("rows read"), default=0)
+    rows_valid = models.PositiveIntegerField(_("valid recipients"), default=0)
+    rows_invalid = models.PositiveIntegerField(_("invalid rows"), default=0)
+    rows_duplicate = models.PositiveIntegerField(_("duplicates removed"), default=0)
+    estimated_units = models.PositiveIntegerField(_("estimated SMS units"), default=0)
+    batch = models.OneToOneField(
+        SmsBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="campaign"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("composed by"),
+    )
+    created_at = models.DateTimeField(_("confirmed at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
+        ordering = ["-created_at"]
+        permissions = [("send_campaign", _("Can send a campaign from the admin"))]
+
+    def __str__(self) -> str:
+        return self.name or f"Campaign {self.pk}"
 
 
 # Registered with the app here so migrations and the admin see them.

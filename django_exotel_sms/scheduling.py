@@ -12,7 +12,7 @@ window's next opening, visibly (``status_reason`` "window" and ``next_attempt_at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -226,6 +226,23 @@ def closed(now: datetime) -> Q | None:
         if not window.is_open(now):
             q = window.rows() if q is None else q | window.rows()
     return q
+
+
+def deferred_until(sms_type: str | None, numbers: Iterable[str], now: datetime) -> datetime | None:
+    """When messages of ``sms_type`` to ``numbers`` composed now may leave: None for at once,
+    else the latest next opening of a closed window that governs one of them."""
+    closed_windows = [w for w in windows() if not w.is_open(now)]
+    if not closed_windows:
+        return None
+    latest: datetime | None = None
+    for number in numbers:
+        for window in closed_windows:
+            if window.governs(sms_type, number):
+                opening = window.next_opening(now)
+                latest = opening if latest is None or opening > latest else latest
+        if latest is not None and len(closed_windows) == 1:
+            break  # one window: every governed number opens at the same time
+    return latest
 
 
 def defer(qs: QuerySet[SmsMessage], now: datetime) -> int:

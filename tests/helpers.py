@@ -63,3 +63,29 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def sent_messages(sandbox: Any) -> list[dict[str, str]]:
+    """Each message as the stand-in received it: To, Body, DltTemplateId, EncodingType."""
+    out = []
+    for request in sandbox.requests:
+        if request.method != "POST" or "/Sms/" not in request.path:
+            continue
+        form = request.form
+        keys = [k for k, _ in form]
+        if "To" in keys:  # one message per request
+            out.append(dict(form))
+            continue
+        if "To[]" in keys:  # one text to many numbers
+            shared = {k: v for k, v in form if k != "To[]"}
+            out.extend({**shared, "To": v} for k, v in form if k == "To[]")
+            continue
+        # bulksend: Messages[i][Field] per message
+        per: dict[str, dict[str, str]] = {}
+        shared = {k: v for k, v in form if not k.startswith("Messages[")}
+        for key, value in form:
+            if key.startswith("Messages["):
+                index, field = key[len("Messages[") :].split("][")
+                per.setdefault(index, dict(shared))[field.rstrip("]")] = value
+        out.extend(per.values())
+    return out

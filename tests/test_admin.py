@@ -471,6 +471,9 @@ def template_form(**overrides) -> dict[str, str]:
         "sender": "",
         "entity": "",
         "is_active": "on",
+        # The language variants inline's management form: no variants.
+        "variants-TOTAL_FORMS": "0",
+        "variants-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data

@@ -537,7 +537,7 @@ def test_bulk_per_message_validation_uses_each_message_options(otp: SmsTemplate)
             {
                 "messages": [
                     "Message 1 has unknown key(s) priority; allowed per message: to, body, "
-                    "sender, template, context, dlt_template_id, sms_type."
+                    "sender, template, context, dlt_template_id, sms_type, language."
                 ]
             },
         ),

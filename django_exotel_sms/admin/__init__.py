@@ -7,6 +7,7 @@ Importing this package registers them with the default admin site.
 from __future__ import annotations
 
 from .batch_admin import SmsBatchAdmin
+from .campaign_admin import CampaignAdmin
 from .dlt_admin import DltEntityAdmin, SenderIdAdmin
 from .message_admin import SmsMessageAdmin
 from .pagination import CappedCountPaginator
@@ -14,6 +15,7 @@ from .suppression_admin import SuppressionAdmin
 from .template_admin import SmsTemplateAdmin
 
 __all__ = [
+    "CampaignAdmin",
     "CappedCountPaginator",
     "DltEntityAdmin",
     "SenderIdAdmin",

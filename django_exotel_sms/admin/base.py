@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
     _ModelAdmin = admin.ModelAdmin[Any]
     TabularInline = admin.TabularInline[Any, Any]
+    StackedInline = admin.StackedInline[Any, Any]
 else:
     _ModelAdmin = admin.ModelAdmin
     TabularInline = admin.TabularInline
+    StackedInline = admin.StackedInline
     Model = Any
 
 

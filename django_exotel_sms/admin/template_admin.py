@@ -16,13 +16,42 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import dlt, status
+from .. import dlt, encoding, status
 from ..compose import SmsValidationError
-from ..models import SmsMessage, SmsTemplate
+from ..models import SmsMessage, SmsTemplate, SmsTemplateVariant
 from ..suppression import RecipientLimitExceeded
-from .base import ModelAdmin
+from .base import ModelAdmin, StackedInline
 from .labels import labelled_form
-from .preview import ENCODING_LABELS, TestSendForm, VariablesForm, preview
+from .preview import ENCODING_LABELS, TestSendForm, VariablesForm, preview, substitute
+
+
+def text_cost(body: str) -> str:
+    """Encoding and parts of a template's fixed text (values add to it when sending)."""
+    if not body:
+        return "-"
+    try:
+        fixed = substitute(body, [""] * len(dlt.parse_template(body)))
+    except dlt.DltTemplateError as exc:
+        return str(exc)
+    info = encoding.count_segments(fixed)
+    return _("%(enc)s; fixed text %(len)s units = %(n)s part(s) before values") % {
+        "enc": ENCODING_LABELS.get(info.encoding, info.encoding),
+        "len": info.length,
+        "n": info.segments,
+    }
+
+
+class SmsTemplateVariantInline(StackedInline):
+    """Language variants under their template, each with its encoding and parts."""
+
+    model = SmsTemplateVariant
+    extra = 0
+    fields = ("language", "body", "dlt_template_id", "variant_preview")
+    readonly_fields = ("variant_preview",)
+
+    @admin.display(description=gettext_lazy("preview"))
+    def variant_preview(self, obj: SmsTemplateVariant) -> str:
+        return text_cost(obj.body) if obj.pk else "-"
 
 
 @admin.register(SmsTemplate)
@@ -40,11 +69,13 @@ class SmsTemplateAdmin(ModelAdmin):
     list_select_related = ("sender",)
     search_fields = ("name", "dlt_template_id")
     autocomplete_fields = ("sender", "entity")
-    readonly_fields = ("placeholder_summary", "created_at", "updated_at")
+    readonly_fields = ("placeholder_summary", "text_preview", "created_at", "updated_at")
+    inlines = (SmsTemplateVariantInline,)
     fields = (
         "name",
         "body",
         "placeholder_summary",
+        "text_preview",
         "dlt_template_id",
         "sms_type",
         "sender",
@@ -66,6 +97,10 @@ class SmsTemplateAdmin(ModelAdmin):
             return str(len(obj.placeholders))
         except dlt.DltTemplateError:
             return _("invalid")
+
+    @admin.display(description=gettext_lazy("encoding and parts"))
+    def text_preview(self, obj: SmsTemplate) -> str:
+        return text_cost(obj.body)
 
     @admin.display(description=gettext_lazy("placeholders in order"))
     def placeholder_summary(self, obj: SmsTemplate) -> str:
