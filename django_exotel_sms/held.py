@@ -25,6 +25,7 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from . import logfields
 from .conf import get_settings
 from .models import SmsMessage, StatusEvent
 from .tracking import HELD_NOTE, NOT_THIS_NOTE, RELEASED_NOTE, StatusReport, apply_report
@@ -121,7 +122,12 @@ def _settle_last_candidate(db: str, first: Held) -> int:
         return 0
     if not adopt(left[0], sid):
         return 0
-    logger.info("SMS %s: adopted Sid %s, the other candidates having theirs", left[0], sid)
+    logger.info(
+        "SMS %s: adopted Sid %s, the other candidates having theirs",
+        left[0],
+        sid,
+        extra=logfields.fields(pk=left[0], sid=sid),
+    )
     return _release(db, left[0], [h for h in held if h[1] == left[0]])
 
 

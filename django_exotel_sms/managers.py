@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models, router, transaction
 
-from . import scheduling, status
+from . import logfields, scheduling, status
 
 if TYPE_CHECKING:
     from .cancellation import CancelResult
@@ -50,7 +50,11 @@ def dispatch_message(pk: int, send_async: bool, using: str) -> None:
             try:
                 send_message.apply_async((pk,), **_options())
             except Exception:  # broker down: the row stays pending; reconcile resumes it
-                logger.exception("Could not enqueue SMS %s; reconcile will resume it", pk)
+                logger.exception(
+                    "Could not enqueue SMS %s; reconcile will resume it",
+                    pk,
+                    extra=logfields.fields(pk=pk),
+                )
         else:
             from .sending import deliver_message, run_until_done
 
@@ -71,7 +75,11 @@ def dispatch_batch(pk: int, send_async: bool, using: str) -> None:
                 for _ in range(get_settings().batch_parallelism):
                     send_batch.apply_async((pk,), **_options())
             except Exception:
-                logger.exception("Could not enqueue SMS batch %s; reconcile will resume it", pk)
+                logger.exception(
+                    "Could not enqueue SMS batch %s; reconcile will resume it",
+                    pk,
+                    extra=logfields.fields(batch=pk),
+                )
         else:
             from .sending import deliver_batch, run_until_done
 

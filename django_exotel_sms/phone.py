@@ -145,3 +145,14 @@ def normalize_many(
         except InvalidNumber as exc:
             errors.append(exc)
     return valid, errors
+
+
+def mask(number: str) -> str:
+    """``+919876543210`` -> ``+9198******10``: the country and operator prefix stay.
+
+    For logs and exports that must not hold a full number.
+    """
+    if len(number) <= 6:
+        return "*" * len(number)
+    keep_start = 5 if number.startswith("+") else 4
+    return number[:keep_start] + "*" * (len(number) - keep_start - 2) + number[-2:]

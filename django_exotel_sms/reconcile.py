@@ -12,12 +12,11 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from . import gate, ratelimit, scheduling, sending, status
+from . import gate, logfields, ratelimit, scheduling, sending, status
 from .backends import get_backend
 from .conf import get_settings
 from .exceptions import ExotelError
 from .models import SmsMessage, StatusEvent
-from .reports import logfields
 from .tracking import StatusReport, apply_report
 
 logger = logging.getLogger(__name__)

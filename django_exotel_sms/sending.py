@@ -28,7 +28,18 @@ from django.db import connections, router, transaction
 from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
-from . import callbacks, dbretry, encoding, gate, held, ratelimit, scheduling, signals, status
+from . import (
+    callbacks,
+    dbretry,
+    encoding,
+    gate,
+    held,
+    logfields,
+    ratelimit,
+    scheduling,
+    signals,
+    status,
+)
 from .backends import get_backend
 from .client import BulkResult, SmsResult
 from .conf import get_settings
@@ -39,6 +50,7 @@ from .exceptions import (
     ExotelResponseError,
 )
 from .models import SmsBatch, SmsMessage, StatusEvent
+from .reports import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +159,14 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
     return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
 
 
+def _chunk_fields(claim: Claim, pks: Sequence[int]) -> dict[str, Any]:
+    """Structured log fields (``logfields``) for some of a claim's messages."""
+    first = claim.rows[0] if claim.rows else {}
+    return logfields.fields(
+        None, pks=list(pks), batch=first.get("batch_id"), account=first.get("account")
+    )
+
+
 def _mark_request_started(claim: Claim, pks: list[int]) -> list[int]:
     """Mark the rows still ours as about to be sent; return those (only they may be sent).
 
@@ -174,6 +194,7 @@ def _mark_request_started(claim: Claim, pks: list[int]) -> list[int]:
             "%d claimed message(s) were taken over before their request started; not sending "
             "them. Raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest claim.",
             len(pks) - len(owned),
+            extra=_chunk_fields(claim, sorted(set(pks) - set(owned))),
         )
     return owned
 
@@ -435,6 +456,7 @@ def _apply_once(
             "%d claimed message(s) were taken over before their outcome was recorded; "
             "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
             len(per_row) - len(owned),
+            extra=_chunk_fields(claim, sorted(set(per_row) - set(owned))),
         )
     if not owned:
         return []
@@ -543,6 +565,7 @@ def _release(
             what="Releasing messages for a retry",
         )
         outcome.retry_after = delay
+        metrics.retried(outcome.released)
         # One line per retry: workers' logs, and exotel_send --sync's progress, show why
         # nothing happens for a while.
         logger.info(
@@ -552,6 +575,7 @@ def _release(
             s.max_attempts,
             exc,
             delay,
+            extra=_chunk_fields(claim, retry),
         )
     if give_up:
         fields = {
@@ -684,6 +708,7 @@ def _settle(claim: Claim, pks: list[int], answer: str, record: Callable[[], Outc
             len(pks),
             answer,
             exc,
+            extra=_chunk_fields(claim, pks),
         )
         text = f"Outcome write failed: {exc}. {answer}"[:1000]
         try:

@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import callbacks, phone, status
+from . import callbacks, logfields, phone, status
 from .client import parse_exotel_datetime
 from .conf import get_settings
 from .models import ClickEvent, SmsMessage, StatusEvent
@@ -291,7 +291,12 @@ def locate(scope: callbacks.CallbackScope, sid: str, to: str) -> int | None:
     if len(candidates) > 1:
         raise Ambiguous(candidates)
     if adopt(candidates[0], sid):
-        logger.info("SMS %s: adopted Sid %s from a status callback", candidates[0], sid)
+        logger.info(
+            "SMS %s: adopted Sid %s from a status callback",
+            candidates[0],
+            sid,
+            extra=logfields.fields(pk=candidates[0], sid=sid),
+        )
         return candidates[0]
     # Lost a race with another report: whoever won, the Sid's owner is now stored.
     return _by_sid(scope, sid)
@@ -383,7 +388,11 @@ def status_callback(request: HttpRequest, token: str) -> HttpResponse:
         _hold(exc.candidates, report, payload)
         return _ok()
     if pk is None:
-        logger.info("Status callback for unknown Sid %s ignored", report.sid)
+        logger.info(
+            "Status callback for unknown Sid %s ignored",
+            report.sid,
+            extra=logfields.fields(sid=report.sid),
+        )
         return _ok()
     if report.status not in status.EXOTEL_STATUSES:
         # Never stored as the message's status: kept in the history for a human to see.
@@ -397,7 +406,12 @@ def status_callback(request: HttpRequest, token: str) -> HttpResponse:
             payload=payload,
             note="not applied: unknown status",
         )
-        logger.warning("SMS %s: unknown status %r in a callback, not applied", pk, report.status)
+        logger.warning(
+            "SMS %s: unknown status %r in a callback, not applied",
+            pk,
+            report.status,
+            extra=logfields.fields(pk=pk, sid=report.sid),
+        )
         return _ok()
     apply_report(pk, _status_report(report, payload), StatusEvent.SOURCE_CALLBACK)
     return _ok()

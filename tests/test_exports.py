@@ -11,9 +11,9 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.urls import reverse
 
-from django_exotel_sms import status
+from django_exotel_sms import phone, status
 from django_exotel_sms.models import SmsBatch, SmsMessage
-from django_exotel_sms.reports import exports, rollup
+from django_exotel_sms.reports import rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -42,8 +42,8 @@ def messages() -> SmsBatch:
 
 
 def test_mask_number():
-    assert exports.mask_number("+919876543210") == "+9198******10"
-    assert exports.mask_number("12345") == "*****"
+    assert phone.mask("+919876543210") == "+9198******10"
+    assert phone.mask("12345") == "*****"
 
 
 def test_admin_export_honours_the_changelist_filters_and_search(client, messages):

@@ -30,6 +30,16 @@ def test_requests_to_exotel_are_counted_with_latency(sandbox, django_capture_on_
     assert value("exotel_sms_http_request_seconds_count", endpoint="Sms/send") == timed + 1
 
 
+def test_retries_are_counted(sandbox):
+    from django_exotel_sms import sending
+
+    before = value("exotel_sms_retries_total")
+    sandbox.configure(throttle_rate=1.0, retry_after=0)
+    batch = SmsMessage.objects.send_bulk(to=["+919876500301", "+919876500302"], body="Hi")
+    sending.deliver_batch(batch.pk)
+    assert value("exotel_sms_retries_total") == before + 2
+
+
 def test_throttling_is_counted():
     before = value("exotel_sms_throttled_total", endpoint="SMS/Messages/{sid}")
     metrics.http_request("SMS/Messages/abc123", 429, time.monotonic())

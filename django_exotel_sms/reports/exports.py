@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
+from .. import phone
 from ..models import SmsMessage
 
 FULL_NUMBERS_PERMISSION = "django_exotel_sms.export_full_numbers"
@@ -64,14 +65,6 @@ BATCH_COLUMNS: tuple[str, ...] = (
 _FORMULA = re.compile(r"^[=@\t\r]|^[+-](?![0-9*]+$)")  # numbers, masked or not, pass
 
 
-def mask_number(number: str) -> str:
-    """``+919876543210`` -> ``+9198******10``: the country and operator prefix stay."""
-    if len(number) <= 6:
-        return "*" * len(number)
-    keep_start = 5 if number.startswith("+") else 4
-    return number[:keep_start] + "*" * (len(number) - keep_start - 2) + number[-2:]
-
-
 def safe_cell(value: Any) -> Any:
     if isinstance(value, str) and _FORMULA.match(value):
         return "'" + value
@@ -104,7 +97,7 @@ def message_rows(
     done = 0
     for row in messages.values_list(*columns).iterator(chunk_size=CHUNK_SIZE):
         if to is not None and not full_numbers:
-            row = (*row[:to], mask_number(row[to] or ""), *row[to + 1 :])
+            row = (*row[:to], phone.mask(row[to] or ""), *row[to + 1 :])
         yield row
         done += 1
         if on_chunk is not None and done % CHUNK_SIZE == 0:
