@@ -45,6 +45,7 @@ def cancel(
     from . import gate
 
     cancelled = 0
+    skipped: list[int] = []  # locked by a claim in progress: on their way
     last = 0
     while True:
         pks = list(
@@ -54,7 +55,10 @@ def cancel(
         )
         if not pks:
             break
-        cancelled += len(gate.close(dict.fromkeys(pks, reason), status.CANCELLED, note="cancelled"))
+        closed = gate.close(dict.fromkeys(pks, reason), status.CANCELLED, note="cancelled")
+        cancelled += len(closed)
+        if len(closed) < len(pks):
+            skipped.extend(set(pks) - set(closed))
         last = pks[-1]
     counts = dict(
         qs.exclude(status=status.PENDING)
@@ -65,4 +69,7 @@ def cancel(
     )
     final = sum(n for s, n in counts.items() if status.is_terminal(s))
     moving = sum(n for s, n in counts.items() if not status.is_terminal(s))
+    if skipped:
+        # Still pending only while the claim that locked them has not committed yet.
+        moving += qs.filter(pk__in=skipped, status=status.PENDING).count()
     return CancelResult(cancelled, moving, max(0, final - cancelled))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -127,7 +127,10 @@ def close(
         lookup = SmsMessage.objects.using(db).filter(pk__in=list(reasons), status__in=from_statuses)
         if claim_token is not None:
             lookup = lookup.filter(claim_token=claim_token)
-        owned = dict(lookup.select_for_update().values_list("pk", "status"))
+        # A row another transaction has locked is being claimed: it is on its way, not ours
+        # to close (and waiting on it could deadlock with the claim on InnoDB).
+        skip = connections[db].features.has_select_for_update_skip_locked
+        owned = dict(lookup.select_for_update(skip_locked=skip).values_list("pk", "status"))
         if not owned:
             return []
         by_reason: dict[str, list[int]] = {}

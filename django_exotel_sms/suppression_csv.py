@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
@@ -80,11 +81,18 @@ def _entry(row: dict[str, str], source: str) -> Suppression:
 
 def _write(entries: dict[tuple[str, str], Suppression]) -> int:
     if entries:
-        Suppression.objects.bulk_create(
+        db = router.db_for_write(Suppression)
+        # MySQL/MariaDB upsert on any unique key (ON DUPLICATE KEY) and take no target.
+        target = (
+            {"unique_fields": ["number", "scope"]}
+            if connections[db].features.supports_update_conflicts_with_target
+            else {}
+        )
+        Suppression.objects.using(db).bulk_create(
             list(entries.values()),
             update_conflicts=True,
-            unique_fields=["number", "scope"],
             update_fields=["reason", "source", "note", "expires_at"],
+            **target,
         )
     return len(entries)
 
