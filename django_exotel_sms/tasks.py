@@ -14,27 +14,41 @@ says they are due.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 
 from . import reconcile as reconcile_mod
 from . import scheduling, sending
 from .conf import get_settings
+from .db.transient import is_transient
 from .dbretry import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
 
 BATCH_TIME_BUDGET = 240.0  # seconds one send_batch run works before handing over
 # A transient database error (a lock, a restart) retries the task with backoff instead of
-# leaving its rows to the next reconcile: about 2, 4, 8, 16, 32 s, jittered.
-SEND_RETRY = {
-    "autoretry_for": TRANSIENT_ERRORS,
-    "max_retries": 5,
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-}
+# leaving its rows to the next reconcile: up to 2, 4, 8, 16, 32 s, jittered. The same rule
+# as every other write (``db.transient.is_transient``): a missing table or column is not
+# retried, it surfaces at once.
+SEND_RETRY = {"max_retries": 5, "retry_backoff": 2, "retry_backoff_max": 60}
+
+
+def _retrying(task: Any, work: Callable[[], sending.Outcome]) -> sending.Outcome:
+    try:
+        return work()
+    except TRANSIENT_ERRORS as exc:
+        if not is_transient(exc):
+            raise
+        countdown = get_exponential_backoff_interval(
+            factor=SEND_RETRY["retry_backoff"],
+            retries=task.request.retries,
+            maximum=SEND_RETRY["retry_backoff_max"],
+            full_jitter=True,
+        )
+        raise task.retry(exc=exc, countdown=countdown) from exc
 
 
 def _options() -> dict[str, Any]:
@@ -43,20 +57,30 @@ def _options() -> dict[str, Any]:
 
 
 @shared_task(
-    bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, **SEND_RETRY
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=SEND_RETRY["max_retries"],
 )
 def send_message(self: Any, message_id: int) -> dict[str, Any]:
-    outcome = sending.deliver_message(message_id)
+    outcome = _retrying(self, lambda: sending.deliver_message(message_id))
     if outcome.retry_after is not None:
         send_message.apply_async((message_id,), countdown=outcome.retry_after, **_options())
     return outcome.__dict__
 
 
 @shared_task(
-    bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, **SEND_RETRY
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=SEND_RETRY["max_retries"],
 )
 def send_batch(self: Any, batch_id: int) -> dict[str, Any]:
-    outcome = sending.deliver_batch(batch_id, time_budget=BATCH_TIME_BUDGET)
+    outcome = _retrying(
+        self, lambda: sending.deliver_batch(batch_id, time_budget=BATCH_TIME_BUDGET)
+    )
     if outcome.more:
         send_batch.apply_async((batch_id,), **_options())
     elif outcome.retry_after is not None:

@@ -362,3 +362,23 @@ def test_a_database_error_no_retry_can_fix_is_raised_at_once():
     with pytest.raises(OperationalError):
         dbretry.retry_write(write, using="default", what="test")
     assert len(calls) == 1
+
+
+def test_send_task_does_not_retry_a_database_error_no_retry_can_fix(monkeypatch):
+    """The task follows the same rule as every write: only transient errors are retried."""
+    import sqlite3
+
+    message = SmsMessage.objects.send(numbers(1)[0], "Hi")
+    calls: list[int] = []
+
+    def broken(message_id: int) -> Any:
+        calls.append(message_id)
+        try:
+            raise sqlite3.OperationalError("no such column: nowhere")
+        except sqlite3.OperationalError as cause:
+            raise OperationalError(str(cause)) from cause
+
+    monkeypatch.setattr(sending, "deliver_message", broken)
+    result = tasks.send_message.apply((message.pk,))
+    assert result.failed() and isinstance(result.result, OperationalError)
+    assert calls == [message.pk]
