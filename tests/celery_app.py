@@ -6,6 +6,11 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
+if os.environ.get("TEST_SIMCLOCK"):  # a worker on the tests' simulated clock (tests/simclock.py)
+    from tests import simclock
+
+    simclock.install()
+
 app = Celery("django_exotel_sms_tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["django_exotel_sms"])

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Concurrent runs (e.g. two checkouts) each need their own Redis database for the limiter.
 RATE_DB = int(os.environ.get("TEST_RATE_DB", "14"))
 OPEN = (status.PENDING, status.SUBMITTING)
+IST = ZoneInfo("Asia/Kolkata")
 
 
 @pytest.fixture(autouse=True)
@@ -290,8 +293,6 @@ def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
 
 def test_message_scheduled_two_seconds_ahead_leaves_only_then(sandbox, start_worker):
     """Released by the beat's release_due (embedded beat, every 0.5 s), never by a countdown."""
-    from datetime import timedelta
-
     from django.utils import timezone
 
     start_worker(
@@ -315,6 +316,109 @@ def test_message_scheduled_two_seconds_ahead_leaves_only_then(sandbox, start_wor
     settled = SmsMessage.objects.filter(pk__in=[scheduled.pk, warm.pk]).exclude(status__in=OPEN)
     assert wait_until(lambda: settled.count() == 2, 30)
     _assert_exactly_once(sandbox, ["+919876511110", "+919876511111"])
+
+
+def test_a_promotional_batch_stops_at_the_close_and_completes_after_the_opening(
+    sandbox, start_worker, settings, monkeypatch
+):
+    """1,000 promotional SMS started at 20:50 IST, on a worker that runs a simulated clock.
+
+    The worker and this process read one clock the test moves (tests/simclock.py). Before
+    the close the test grants the worker one claim per step, two simulated minutes apart,
+    so exactly five chunks leave (20:50 ... 20:58) whatever the machine's speed; at 21:00
+    the worker's own claims stop the batch and defer the rest to 10:00. Through the night
+    the worker's beat (release_due every 0.5 s) and a reconcile run send nothing; at the
+    opening the beat releases the batch and every number reaches Exotel, once.
+    """
+    from django.utils import timezone
+
+    from django_exotel_sms import scheduling
+    from django_exotel_sms.conf import DEFAULTS
+    from tests import simclock
+    from tests.celery_app import app
+
+    start = datetime(2026, 3, 2, 20, 50, tzinfo=IST)
+    close = datetime(2026, 3, 2, 21, 0, tzinfo=IST)
+    opening = datetime(2026, 3, 3, 10, 0, tzinfo=IST)
+    clock = simclock.SimClock(f"redis://127.0.0.1:6379/{RATE_DB}")
+    clock.set(start)
+    clock.hold_claims()
+    monkeypatch.setattr(timezone, "now", clock.now)
+    windows = DEFAULTS["SENDING_WINDOWS"]  # the shipped 10:00-21:00 IST for promotional
+    settings.EXOTEL_SMS = {**settings.EXOTEL_SMS, "SENDING_WINDOWS": windows}
+    start_worker(
+        "window",
+        extra_args=("-B", "-s", str(ROOT / "artifacts" / "celerybeat-window")),
+        extra_env={"TEST_BEAT_RELEASE_INTERVAL": "0.5", simclock.ENV: clock.url},
+        SENDING_WINDOWS=windows,
+    )
+    recipients = numbers(1000, start=80_000)
+    batch = SmsMessage.objects.send_bulk(
+        to=recipients, body="50% off", sms_type="promotional", sender="600123"
+    )
+    rows = batch.messages.all()
+    runs = settings.EXOTEL_SMS.get("BATCH_PARALLELISM", DEFAULTS["BATCH_PARALLELISM"])
+
+    # 20:50-20:58: one chunk of 100 per step, each answered before the clock moves on.
+    steps = [start + timedelta(minutes=2 * k) for k in range(5)]
+    for k, at in enumerate(steps, 1):
+        clock.set(at)
+        clock.grant(1)
+        assert wait_until(lambda k=k: rows.exclude(status__in=OPEN).count() == 100 * k, 60)
+        assert sum(sandbox.recipient_counts().values()) == 100 * k
+
+    # 21:00: the worker's next claims take nothing and defer the rest, visibly.
+    clock.set(close)
+    clock.open_gate()
+    waiting = rows.filter(status=status.PENDING)
+
+    def ended() -> int:  # send_batch runs the worker has finished
+        return len(clock.task_runs("django_exotel_sms.tasks.send_batch"))
+
+    assert wait_until(lambda: ended() == runs, 60), (ended(), batch.status_counts())
+    claims = clock.claims()
+    assert [(at, n) for at, n in claims if n] == [(at, 100) for at in steps]
+    assert [at for at, n in claims if not n] == [close] * runs  # each run stopped at the close
+    assert set(rows.exclude(status__in=OPEN).values_list("claimed_at", flat=True)) == set(steps)
+    assert set(waiting.values_list("status_reason", "next_attempt_at")) == {
+        (scheduling.WINDOW, opening)
+    }
+    assert waiting.count() == 500 and not rows.filter(status=status.SUBMITTING).exists()
+    before_close = sandbox.recipient_counts()
+    assert sorted(before_close) == recipients[:500] and set(before_close.values()) == {1}
+
+    # 09:59:59: the beat's release_due and a reconcile run on the worker; nothing leaves.
+    night = opening - timedelta(seconds=1)
+    clock.set(night)
+    app.send_task("django_exotel_sms.tasks.reconcile", kwargs={"limit": 5})
+
+    def at_night(task: str) -> list:
+        return [value for at, value in clock.task_runs(task) if at == night]
+
+    assert wait_until(
+        lambda: (
+            len(at_night("django_exotel_sms.tasks.release_due")) >= 3
+            and at_night("django_exotel_sms.tasks.reconcile")
+        ),
+        30,
+    )
+    released = at_night("django_exotel_sms.tasks.release_due")
+    assert all(run == {"batches": 0, "messages": 0} for run in released), released
+    (night_reconcile,) = at_night("django_exotel_sms.tasks.reconcile")
+    assert night_reconcile["released"] == night_reconcile["resumed_batches"] == 0
+    assert sandbox.recipient_counts() == before_close
+    assert waiting.count() == 500 and len(clock.claims()) == len(claims)
+
+    # 10:00: the beat releases the batch; the rest leaves, claimed at the opening.
+    clock.set(opening)
+    assert wait_until(lambda: not rows.filter(status__in=OPEN).exists(), 60), batch.status_counts()
+    _assert_exactly_once(sandbox, recipients)
+    after = set(rows.filter(to__in=recipients[500:]).values_list("claimed_at", flat=True))
+    assert after == {opening}
+    assert all(n == 0 or at < close or at >= opening for at, n in clock.claims())
+    # Accepted by Exotel, every one (the night's reconcile may have seen a few move on).
+    accepted = (status.QUEUED, status.SENDING, status.SUBMITTED, status.SENT)
+    assert rows.filter(status__in=accepted, sid__isnull=False).count() == 1000
 
 
 def test_recipient_limits_hold_across_two_workers_and_the_web_process(

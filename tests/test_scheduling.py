@@ -277,6 +277,8 @@ def test_a_stale_backlog_expires_in_a_few_queries(clock, backlog) -> None:
 def test_a_promotional_batch_stops_at_the_close_and_completes_after_the_opening(
     sandbox, clock, enqueued, monkeypatch
 ) -> None:
+    """In-process, each claim taking two simulated minutes; the same on a real worker with
+    its beat: tests/test_celery_worker.py (same test name)."""
     clock.set(datetime(2026, 3, 2, 20, 50, tzinfo=IST))  # 10 minutes before the close
     real_claim = sending._claim
 
