@@ -52,6 +52,18 @@ def test_a_bad_language_code_is_refused_before_saving(shipped: SmsTemplate) -> N
     assert not SmsMessage.objects.exists()
 
 
+def test_a_bad_language_code_in_a_same_text_bulk_is_a_validation_error(
+    shipped: SmsTemplate,
+) -> None:
+    # The text is rendered once for all numbers: a bad code was a bare ValueError there.
+    with pytest.raises(SmsValidationError) as info:
+        SmsMessage.objects.send_bulk(
+            to=["+919876500001"], template=shipped, context=["A", "1"], language="h!"
+        )
+    assert "language" in info.value.message_dict
+    assert not SmsMessage.objects.exists()
+
+
 def test_variant_placeholders_must_match_the_template(shipped: SmsTemplate) -> None:
     variant = SmsTemplateVariant(template=shipped, language="ta", body="Only {#var#}.")
     with pytest.raises(ValidationError) as info:
