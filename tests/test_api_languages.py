@@ -234,6 +234,12 @@ def test_same_text_bulk_and_template_send_one_take_a_language(
             "Message 1 (language): language picks a template's language variant",
         ),
         (
+            "message-bulk",
+            {"messages": [{"to": "+919876500041", "body": "Hello"}], "language": "hi"},
+            "language",
+            "give a template too",
+        ),
+        (
             "template-send",
             {"recipients": [{"to": "+919876500041", "context": ["A", "1"], "language": "1"}]},
             "recipients",

@@ -59,8 +59,8 @@ _CONTEXT_ERROR = (
 _TEMPLATE_ERROR = "template is a template id (number) or name (string)."
 LANGUAGE_HELP = (
     "Send the template's variant in this language (e.g. hi or hi-IN): its own text and DLT "
-    "template id. Tried along EXOTEL_SMS['TEMPLATE_LANGUAGE_FALLBACK'] (by default hi-IN, "
-    "then hi), then the template's own text. Only with a template."
+    "template id. Looked up along EXOTEL_SMS['TEMPLATE_LANGUAGE_FALLBACK'] (by default hi-IN "
+    "falls back to hi), then the template's own text. Only with a template."
 )
 _LANGUAGE_NEEDS_TEMPLATE = "language picks a template's language variant: give a template too."
 
@@ -120,24 +120,24 @@ class ContextField(serializers.Field):  # type: ignore[type-arg]
         return value
 
 
-class LanguageField(serializers.CharField):
-    """A language code (``hi``, ``hi-IN``); anything else is a field error naming it."""
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        try:
-            languages.normalize_language(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc), code="invalid") from None
-        return value
-
-
-def _language_problem(value: Any) -> str | None:
+def _language_problem(value: str) -> str | None:
+    """Why ``value`` is not a language code (the manager's text), or None."""
     try:
         languages.normalize_language(value)
     except ValueError as exc:
         return str(exc)
     return None
+
+
+class LanguageField(serializers.CharField):
+    """A language code (``hi``, ``hi-IN``); anything else is a field error naming it."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        problem = _language_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem, code="invalid")
+        return value
 
 
 def _check_items(
@@ -270,18 +270,19 @@ class BulkSendSerializer(BulkCapMixin, _SendOptions):
         return _check_items(value, "Message", _MESSAGE_TYPES)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        shared_template = attrs.get("template") is not None
-        if attrs.get("language") and not shared_template and "messages" not in attrs:
+        if attrs.get("template") is not None:
+            return attrs
+        # Without a template a language would pick nothing and be ignored: refuse it.
+        messages = attrs.get("messages") or []
+        if attrs.get("language") and not any(m.get("template") is not None for m in messages):
             raise serializers.ValidationError({"language": [_LANGUAGE_NEEDS_TEMPLATE]})
-        if not shared_template:
-            # A message's own language with no template would be ignored: refuse it.
-            problems = [
-                f"Message {index} (language): {_LANGUAGE_NEEDS_TEMPLATE}"
-                for index, item in enumerate(attrs.get("messages") or (), start=1)
-                if item.get("language") and item.get("template") is None
-            ][:20]
-            if problems:
-                raise serializers.ValidationError({"messages": problems})
+        problems = [
+            f"Message {index} (language): {_LANGUAGE_NEEDS_TEMPLATE}"
+            for index, item in enumerate(messages, start=1)
+            if item.get("language") and item.get("template") is None
+        ][:20]
+        if problems:
+            raise serializers.ValidationError({"messages": problems})
         return attrs
 
 
