@@ -157,7 +157,7 @@ def _check_items(
                     problems.append(f"{label} {index}: {_TEMPLATE_ERROR}")
                 else:
                     problems.append(f"{label} {index}: {key} must be a string.")
-            elif key == "language" and (problem := _language_problem(value)):
+            elif key == "language" and (problem := _language_problem(str(value))):
                 problems.append(f"{label} {index} (language): {problem}")
         if isinstance(item.get("to"), int) and not isinstance(item["to"], bool):
             item["to"] = str(item["to"])
