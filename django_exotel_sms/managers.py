@@ -277,7 +277,10 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                 # Same text for all: render once; numbers are still checked one by one.
                 from .compose import render_text
 
-                variant = composer.variant(tpl, language)
+                try:
+                    variant = composer.variant(tpl, language)
+                except ValueError as exc:  # not a language code: an error, nothing saved
+                    raise SmsValidationError({"language": [str(exc)]}) from None
                 body = render_text(
                     variant.body if variant else tpl.body,
                     context,

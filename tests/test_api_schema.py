@@ -214,3 +214,13 @@ def test_spectacular_command_validates_without_warnings(tmp_path: Path) -> None:
     text = out.read_text()
     assert "/api/sms/messages/bulk/:" in text
     assert "sandboxtoken" not in text and "claim_token" not in text
+
+
+def test_schema_documents_language_on_every_template_send(openapi) -> None:
+    components = openapi["components"]["schemas"]
+    for name in ("SendMessage", "BulkSend", "TemplateSend"):
+        language = components[name]["properties"]["language"]
+        assert language["type"] == "string", name
+        assert "TEMPLATE_LANGUAGE_FALLBACK" in language["description"], name
+    assert "language" in components["BulkSend"]["properties"]["messages"]["description"]
+    assert "language" in components["TemplateSend"]["properties"]["recipients"]["description"]

@@ -186,6 +186,13 @@ def test_confirm_sends_one_batch_through_send_bulk_and_a_replay_creates_nothing(
     )
     assert (campaign.rows_total, campaign.rows_valid, campaign.rows_invalid) == (45, 40, 3)
     assert campaign.rows_duplicate == 2
+    # The rest of the audit: what was sent, when, and its estimated cost (1 part each).
+    assert (campaign.name, campaign.template, campaign.created_at is not None) == (
+        "Shipping news",
+        shipped,
+        True,
+    )
+    assert campaign.estimated_units == 40 == sum(m.segments for m in rows.values())
 
     replay = client.post(confirm)  # back button / double click / replayed POST
     assert replay.status_code == 302 and replay["Location"] == response["Location"]

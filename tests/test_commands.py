@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -19,6 +20,7 @@ from django_exotel_sms.models import (
     SmsBatch,
     SmsMessage,
     SmsTemplate,
+    SmsTemplateVariant,
     StatusEvent,
 )
 
@@ -210,6 +212,84 @@ def test_csv_problems_are_reported_and_nothing_is_saved(tmp_path, header, rows, 
     with pytest.raises(CommandError, match=problem):
         run("exotel_send", "--csv", str(path))
     assert not SmsMessage.objects.exists()
+    assert not SmsBatch.objects.exists()
+
+
+EN_ID, HI_ID = "1107000000000000501", "1107000000000000502"
+
+
+@pytest.fixture
+def shipped(db) -> SmsTemplate:
+    tpl = SmsTemplate.objects.create(
+        name="shipped",
+        body="Dear {#var#}, order {#numeric#} shipped. - ACME",
+        dlt_template_id=EN_ID,
+    )
+    SmsTemplateVariant.objects.create(
+        template=tpl,
+        language="hi",
+        body="प्रिय {#var#}, ऑर्डर {#numeric#} भेजा गया। - ACME",
+        dlt_template_id=HI_ID,
+    )
+    return tpl
+
+
+@pytest.mark.django_db
+def test_send_template_in_a_language(shipped):
+    for language in ("hi", "hi-IN", "ta"):  # hi-IN falls back to hi; ta to the template
+        run(
+            "exotel_send",
+            "--to",
+            NUMBER,
+            "--template",
+            "shipped",
+            "--language",
+            language,
+            "--var",
+            "1=Asha",
+            "--var",
+            "2=42",
+        )
+    rows = list(SmsMessage.objects.order_by("pk").values_list("dlt_template_id", "encoding"))
+    assert rows == [(HI_ID, "unicode"), (HI_ID, "unicode"), (EN_ID, "plain")]
+    assert SmsMessage.objects.order_by("pk").first().body == "प्रिय Asha, ऑर्डर 42 भेजा गया। - ACME"
+
+
+@pytest.mark.django_db
+def test_csv_language_column_and_default_language(tmp_path, shipped):
+    path = write_csv(
+        tmp_path / "orders.csv",
+        ["to", "var1", "var2", "language"],
+        [[n, f"C{i}", str(i), ["hi", "en", ""][i]] for i, n in enumerate(numbers(3))],
+    )
+    run("exotel_send", "--csv", str(path), "--template", "shipped", "--language", "hi")
+    ids = dict(SmsMessage.objects.values_list("to", "dlt_template_id"))
+    # Row 3 has no language of its own: --language's.
+    assert [ids[n] for n in numbers(3)] == [HI_ID, EN_ID, HI_ID]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--to", NUMBER, "--body", "x", "--language", "hi"], "--language needs --template"),
+        (
+            ["--to", NUMBER, "--template", "shipped", "--language", "h!", "--var", "1=A"],
+            "language: 'h!' is not a language code",
+        ),
+    ],
+)
+def test_send_rejects_a_bad_language(args, problem, shipped):
+    with pytest.raises(CommandError, match=re.escape(problem)):
+        run("exotel_send", *args)
+    assert not SmsMessage.objects.exists()
+
+
+@pytest.mark.django_db
+def test_csv_language_column_needs_a_template(tmp_path):
+    path = write_csv(tmp_path / "bad.csv", ["to", "body", "language"], [[NUMBER, "x", "hi"]])
+    with pytest.raises(CommandError, match="'language' column"):
+        run("exotel_send", "--csv", str(path))
     assert not SmsBatch.objects.exists()
 
 

@@ -511,6 +511,19 @@ def test_docs_toctree_lists_every_page():
             assert re.search(rf"^\s+{re.escape(page.stem)}\s*$", index, re.M), page.name
 
 
+def test_campaign_docs_show_screenshots_that_are_in_the_repository():
+    images = {}
+    for page in DOCS.glob("*.rst"):
+        for target in re.findall(r"^\.\. (?:image|figure):: (\S+)", page.read_text(), re.M):
+            # Sphinx reads "/x" from the docs root, anything else from the page's folder.
+            path = DOCS / target[1:] if target.startswith("/") else page.parent / target
+            images[f"{page.name}: {target}"] = path.is_file()
+    assert images and all(images.values()), images
+    campaigns = (DOCS / "campaigns.rst").read_text()
+    for screen in ("compose", "preview", "batch-done"):
+        assert f".. figure:: /images/campaigns/{screen}.png" in campaigns
+
+
 @pytest.mark.slow
 def test_sphinx_build_is_warning_free(tmp_path):
     pytest.importorskip("sphinx")

@@ -52,6 +52,18 @@ def test_a_bad_language_code_is_refused_before_saving(shipped: SmsTemplate) -> N
     assert not SmsMessage.objects.exists()
 
 
+def test_a_bad_language_code_in_a_same_text_bulk_is_a_validation_error(
+    shipped: SmsTemplate,
+) -> None:
+    # The text is rendered once for all numbers: a bad code was a bare ValueError there.
+    with pytest.raises(SmsValidationError) as info:
+        SmsMessage.objects.send_bulk(
+            to=["+919876500001"], template=shipped, context=["A", "1"], language="h!"
+        )
+    assert "language" in info.value.message_dict
+    assert not SmsMessage.objects.exists()
+
+
 def test_variant_placeholders_must_match_the_template(shipped: SmsTemplate) -> None:
     variant = SmsTemplateVariant(template=shipped, language="ta", body="Only {#var#}.")
     with pytest.raises(ValidationError) as info:
@@ -162,3 +174,19 @@ def test_admin_saves_variants_inline_and_shows_their_encoding(admin_client: Any)
     page = admin_client.get(reverse("admin:django_exotel_sms_smstemplate_change", args=[tpl.pk]))
     html = page.content.decode()
     assert "UCS-2 (Unicode)" in html and "GSM-7" in html
+
+
+def test_admin_preview_renders_each_variant_with_the_sample_values(
+    admin_client: Any, shipped: SmsTemplate
+) -> None:
+    from django.urls import reverse
+
+    url = reverse("admin:django_exotel_sms_smstemplate_preview", args=[shipped.pk])
+    assert "exotel-preview-variants" not in admin_client.get(url).content.decode()
+    response = admin_client.post(url, {"var1": "Asha", "var2": "42"})
+    html = response.content.decode()
+    assert "Dear Asha, your order 42 has shipped. - ACME" in html  # the template's own
+    variants = html.split('id="exotel-preview-variants"', 1)[1]
+    row = variants.split('class="exotel-variant-hi"', 1)[1].split("</tr>", 1)[0]
+    assert "प्रिय Asha, आपका ऑर्डर 42 भेज दिया गया है। - ACME" in row
+    assert HI_ID in row and "UCS-2 (Unicode)" in row and "Matches" in row

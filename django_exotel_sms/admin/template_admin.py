@@ -22,7 +22,14 @@ from ..models import SmsMessage, SmsTemplate, SmsTemplateVariant
 from ..suppression import RecipientLimitExceeded
 from .base import ModelAdmin, StackedInline
 from .labels import labelled_form
-from .preview import ENCODING_LABELS, TestSendForm, VariablesForm, preview, substitute
+from .preview import (
+    ENCODING_LABELS,
+    Preview,
+    TestSendForm,
+    VariablesForm,
+    preview,
+    substitute,
+)
 
 
 def text_cost(body: str) -> str:
@@ -185,10 +192,13 @@ class SmsTemplateAdmin(ModelAdmin):
         obj = self._template_or_404(request, object_id)
         placeholders, template_error = self._placeholders(obj)
         result = None
+        variants: list[tuple[SmsTemplateVariant, Preview]] = []
         if request.method == "POST":
             form = VariablesForm(placeholders, request.POST)
             if form.is_valid():
                 result = preview(obj.body, form.values())
+                # The same values in each language: variants have the template's placeholders.
+                variants = [(v, preview(v.body, form.values())) for v in obj.variants.all()]
         else:
             form = VariablesForm(placeholders)
         return self._render(
@@ -199,6 +209,7 @@ class SmsTemplateAdmin(ModelAdmin):
             form=form,
             adminform=self._admin_form(form, _("Sample values")),
             result=result,
+            variants=variants,
             template_error=template_error,
             encoding_labels=ENCODING_LABELS,
             can_test_send=self.has_test_send_permission(request),

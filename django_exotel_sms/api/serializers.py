@@ -17,7 +17,7 @@ from django.db import models
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from .. import dlt
+from .. import dlt, languages
 from ..conf import get_settings
 from ..models import (
     DltEntity,
@@ -57,6 +57,12 @@ _CONTEXT_ERROR = (
     '({"1": ...} or {"var1": ...}).'
 )
 _TEMPLATE_ERROR = "template is a template id (number) or name (string)."
+LANGUAGE_HELP = (
+    "Send the template's variant in this language (e.g. hi or hi-IN): its own text and DLT "
+    "template id. Looked up along EXOTEL_SMS['TEMPLATE_LANGUAGE_FALLBACK'] (by default hi-IN "
+    "falls back to hi), then the template's own text. Only with a template."
+)
+_LANGUAGE_NEEDS_TEMPLATE = "language picks a template's language variant: give a template too."
 
 
 def django_errors(exc: DjangoValidationError) -> dict[str, Any]:
@@ -114,6 +120,26 @@ class ContextField(serializers.Field):  # type: ignore[type-arg]
         return value
 
 
+def _language_problem(value: str) -> str | None:
+    """Why ``value`` is not a language code (the manager's text), or None."""
+    try:
+        languages.normalize_language(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+class LanguageField(serializers.CharField):
+    """A language code (``hi``, ``hi-IN``); anything else is a field error naming it."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        problem = _language_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem, code="invalid")
+        return value
+
+
 def _check_items(
     items: list[dict[str, Any]], label: str, types: Mapping[str, tuple[type, ...]]
 ) -> list[dict[str, Any]]:
@@ -131,6 +157,8 @@ def _check_items(
                     problems.append(f"{label} {index}: {_TEMPLATE_ERROR}")
                 else:
                     problems.append(f"{label} {index}: {key} must be a string.")
+            elif key == "language" and (problem := _language_problem(str(value))):
+                problems.append(f"{label} {index} (language): {problem}")
         if isinstance(item.get("to"), int) and not isinstance(item["to"], bool):
             item["to"] = str(item["to"])
         if len(problems) >= 20:
@@ -148,6 +176,7 @@ _MESSAGE_TYPES: dict[str, tuple[type, ...]] = {
     "context": (list, dict),
     "dlt_template_id": (str,),
     "sms_type": (str,),
+    "language": (str,),
 }
 
 
@@ -199,6 +228,7 @@ class _SendOptions(StrictSerializer):
         allow_null=True,
         help_text="Seconds it may wait (from send_at or now) before it expires.",
     )
+    language = LanguageField(required=False, allow_null=True, help_text=LANGUAGE_HELP)
 
 
 class SendMessageSerializer(_SendOptions):
@@ -211,6 +241,11 @@ class SendMessageSerializer(_SendOptions):
         required=False, allow_null=True, help_text=CONTEXT_HELP
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("language") and attrs.get("template") is None:
+            raise serializers.ValidationError({"language": [_LANGUAGE_NEEDS_TEMPLATE]})
+        return attrs
+
 
 class BulkSendSerializer(BulkCapMixin, _SendOptions):
     """Same text to many (``to`` + ``body``/``template``) or text per recipient (``messages``)."""
@@ -222,7 +257,7 @@ class BulkSendSerializer(BulkCapMixin, _SendOptions):
         child=serializers.DictField(),
         required=False,
         help_text="Per recipient: to, body or template + context, sender, dlt_template_id, "
-        "sms_type.",
+        "sms_type, language.",
     )
     body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     template = TemplateRefField(required=False, allow_null=True)
@@ -233,6 +268,22 @@ class BulkSendSerializer(BulkCapMixin, _SendOptions):
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return _check_items(value, "Message", _MESSAGE_TYPES)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("template") is not None:
+            return attrs
+        # Without a template a language would pick nothing and be ignored: refuse it.
+        messages = attrs.get("messages") or []
+        if attrs.get("language") and not any(m.get("template") is not None for m in messages):
+            raise serializers.ValidationError({"language": [_LANGUAGE_NEEDS_TEMPLATE]})
+        problems = [
+            f"Message {index} (language): {_LANGUAGE_NEEDS_TEMPLATE}"
+            for index, item in enumerate(messages, start=1)
+            if item.get("language") and item.get("template") is None
+        ][:20]
+        if problems:
+            raise serializers.ValidationError({"messages": problems})
+        return attrs
 
 
 class TemplateSendSerializer(BulkCapMixin, _SendOptions):
@@ -245,16 +296,18 @@ class TemplateSendSerializer(BulkCapMixin, _SendOptions):
         required=False, allow_null=True, help_text=CONTEXT_HELP
     )
     recipients = serializers.ListField(
-        child=serializers.DictField(), required=False, help_text="[{to, context}, ...]"
+        child=serializers.DictField(),
+        required=False,
+        help_text="[{to, context, language}, ...]; a recipient's language overrides language.",
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
     def validate_recipients(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         problems = [
             f"Recipient {index}: unknown key(s) {', '.join(sorted(map(str, extra)))}; "
-            "allowed: to, context."
+            "allowed: to, context, language."
             for index, item in enumerate(value, start=1)
-            if (extra := set(item) - {"to", "context"})
+            if (extra := set(item) - {"to", "context", "language"})
         ][:20]
         problems += [
             f"Recipient {index} has no 'to'."
@@ -263,7 +316,11 @@ class TemplateSendSerializer(BulkCapMixin, _SendOptions):
         ][: 20 - len(problems)]
         if problems:
             raise serializers.ValidationError(problems)
-        return _check_items(value, "Recipient", {"to": (str, int), "context": (list, dict)})
+        return _check_items(
+            value,
+            "Recipient",
+            {"to": (str, int), "context": (list, dict), "language": (str,)},
+        )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("to" in attrs) == ("recipients" in attrs):

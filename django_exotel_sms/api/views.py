@@ -78,6 +78,7 @@ _SEND_OPTIONS = (
     "send_at",
     "expires_at",
     "valid_for",
+    "language",
 )
 
 
@@ -345,7 +346,12 @@ class TemplateViewSet(SmsModelViewSet):
         with manager_errors():
             if "recipients" in data:
                 messages = (
-                    {"to": item["to"], "template": template, "context": item.get("context")}
+                    {
+                        "to": item["to"],
+                        "template": template,
+                        "context": item.get("context"),
+                        "language": item.get("language"),  # None: the request's language
+                    }
                     for item in data["recipients"]
                 )
                 batch = SmsMessage.objects.send_bulk(

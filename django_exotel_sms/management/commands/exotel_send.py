@@ -4,8 +4,10 @@ Examples::
 
     manage.py exotel_send --to +919876543210 --body "Hello"
     manage.py exotel_send --to +919876543210 --template otp --var 1=482913
+    manage.py exotel_send --to +919876543210 --template shipped --language hi --var 1=Asha
     manage.py exotel_send --csv people.csv                   # columns: to, body
     manage.py exotel_send --csv people.csv --template order  # columns: to, var1, var2...
+                                                             # (and language, per row)
     manage.py exotel_send --to +919876543210 --body "Hi" --send-at 2026-03-03T09:00+05:30
 
 Everything goes through ``SmsMessage.objects`` (validation included): an invalid row saves
@@ -38,7 +40,7 @@ from ...models import SmsBatch, SmsMessage
 from ...suppression import RecipientLimitExceeded
 
 # Optional per-message columns, passed through to send_bulk(messages=[...]).
-PER_MESSAGE_COLUMNS = ("sender", "sms_type", "dlt_template_id")
+PER_MESSAGE_COLUMNS = ("sender", "sms_type", "dlt_template_id", "language")
 BAR_WIDTH = 30
 MAX_LISTED_PROBLEMS = 20
 # Accepted by Exotel: how a --sync run that went well ends (delivery is reported later).
@@ -96,6 +98,11 @@ def csv_messages(handle: TextIO, *, template: bool) -> Iterator[dict[str, Any]]:
         )
     if var_columns and not template:
         raise CommandError("The CSV has template variable columns: pass --template NAME.")
+    if "language" in header and not template:
+        raise CommandError(
+            "The CSV has a 'language' column, which picks a template's variant: "
+            "pass --template NAME."
+        )
     if "body" not in header and not template:
         raise CommandError("The CSV needs a 'body' column, or pass --template NAME.")
     for row in reader:
@@ -192,6 +199,11 @@ class Command(BaseCommand):
         parser.add_argument("--body", help="the text (without --template)")
         parser.add_argument("--template", help="SmsTemplate name")
         parser.add_argument(
+            "--language",
+            help="send the template's variant in this language (e.g. hi, hi-IN), along "
+            "TEMPLATE_LANGUAGE_FALLBACK; with --csv, for rows without a 'language' column value",
+        )
+        parser.add_argument(
             "--var",
             action="append",
             default=[],
@@ -244,7 +256,10 @@ class Command(BaseCommand):
             "expires_at": options["expires_at"],
             "valid_for": options["valid_for"],
             "send_async": not options["sync"],
+            "language": options["language"],
         }
+        if options["language"] and not options["template"]:
+            raise CommandError("--language needs --template.")
         progress = (
             retry_progress(self.stderr.write) if options["sync"] else contextlib.nullcontext()
         )
