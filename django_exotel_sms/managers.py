@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MAX_LISTED_ERRORS = 20
+INSERT_BATCH_SIZE = 100  # rows per INSERT statement in send_bulk
 _PER_MESSAGE_KEYS = (
     "to",
     "body",
@@ -299,7 +300,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             )
             total = 0
             due_now = False  # any row to send at once; otherwise release_due starts it
-            for chunk in _chunks(enumerate(items), 100):
+            for chunk in _chunks(enumerate(items), INSERT_BATCH_SIZE):
                 rows = []
                 for index, item in chunk:
                     options = dict(shared)
