@@ -284,20 +284,15 @@ class Composer:
     def _memo_key(body: str | None, options: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The options that decide everything but the number and the body; None when they
         cannot be compared cheaply (the message is then validated in full)."""
-        from .models import SmsTemplate
-
         if body is None:
             return None
-        template = options.get("template")
-        parts: list[Any] = [
-            ("template", template.pk) if isinstance(template, SmsTemplate) else template,
-            options.get("context") is None,  # only names the field an error is under
-        ]
-        for name in sorted(options):
-            if name in ("template", "context"):
-                continue
-            value = options[name]
-            if isinstance(value, Mapping):
+        parts: list[Any] = []
+        for name, value in options.items():
+            if name == "context":
+                value = value is None  # only names the field an error is under
+            elif isinstance(value, models.Model):  # a template: its row, not the object
+                value = (type(value), value.pk)
+            elif isinstance(value, Mapping):
                 value = ("mapping", repr(value))
             parts.append((name, value))
         key = tuple(parts)
@@ -480,12 +475,7 @@ class Composer:
             errors.setdefault("dlt_entity_id", []).append(
                 f"A DLT entity id is made of digits; got {entity!r}."
             )
-        if (
-            number
-            and not entity
-            and self.settings.require_dlt_for_india
-            and _indian(number)
-        ):
+        if number and not entity and self.settings.require_dlt_for_india and _indian(number):
             errors.setdefault("dlt_entity_id", []).append(
                 f"Messages to Indian numbers ({number}) need a DLT entity id: pass "
                 "dlt_entity_id=..., set an entity on the template or on the sender ID, or set "

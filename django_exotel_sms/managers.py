@@ -244,7 +244,10 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
             raise SmsValidationError(
                 {"to": ["to must be a list of numbers; for one number use send()."]}
             )
+        from .db.instances import builder
+
         composer = Composer(account)
+        build = builder(self.model)
         check_batch_name(name)
         shared: dict[str, Any] = {
             "sender": sender,
@@ -324,7 +327,7 @@ class SmsMessageManager(models.Manager["SmsMessage"]):
                         continue
                     if not error_count:
                         due_now = due_now or fields["next_attempt_at"] is None
-                        rows.append(self.model(batch=batch, **fields))
+                        rows.append(build(batch=batch, **fields))
                 total += len(chunk)
                 if rows and not error_count:
                     self._create_chunk(rows, batch, using)
