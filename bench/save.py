@@ -67,7 +67,7 @@ def run_bare(rows: list[dict[str, Any]]) -> float:
     """The same rows through bulk_create, one transaction, ours' insert batch size."""
     from django.db import transaction
 
-    from django_exotel_sms.managers import INSERT_BATCH_SIZE
+    from django_exotel_sms import managers
     from django_exotel_sms.models import SmsBatch, SmsMessage
 
     batch = SmsBatch.objects.create(name="bare")
@@ -75,7 +75,7 @@ def run_bare(rows: list[dict[str, Any]]) -> float:
     with transaction.atomic():
         SmsMessage.objects.bulk_create(
             [SmsMessage(**{**row, "batch_id": batch.pk}) for row in rows],
-            batch_size=INSERT_BATCH_SIZE,
+            batch_size=managers.INSERT_BATCH_SIZE,
         )
     return time.perf_counter() - started
 
@@ -84,12 +84,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="rows per scenario")
     parser.add_argument("--rounds", type=int, default=3, help="rotated rounds (3 or more)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="rows per INSERT, both sides (default: ours)"
+    )
     parser.add_argument("--output", default="save", help="results/<output>.json")
     args = parser.parse_args()
 
     common.setup_django()
     common.truncate_tables()
-    from django_exotel_sms.managers import INSERT_BATCH_SIZE
+    from django_exotel_sms import managers
+
+    if args.batch_size:
+        managers.INSERT_BATCH_SIZE = args.batch_size  # read by send_bulk and run_bare
+    INSERT_BATCH_SIZE = managers.INSERT_BATCH_SIZE
 
     # Warm up (imports, caches, the connection) and take the rows bare will insert.
     common.say(f"warm-up and reference rows: {args.n:,} per kind")
