@@ -587,3 +587,17 @@ def running(*processes: Process) -> Iterator[None]:
     finally:
         for process in processes:
             process.stop()
+
+
+# -- rounds -----------------------------------------------------------------------------------
+
+
+def rotated(items: Sequence[Any], round_: int) -> list[Any]:
+    """``items`` starting at position ``round_``: over rounds none is always first or last."""
+    shift = round_ % len(items) if items else 0
+    return list(items[shift:]) + list(items[:shift])
+
+
+def spread(values: Sequence[float]) -> str:
+    """min-max of a measurement over rounds, for tables beside the median."""
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"

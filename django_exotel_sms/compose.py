@@ -6,7 +6,9 @@ the rules and their error texts are the same everywhere.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -101,8 +103,37 @@ def check_batch_name(name: str) -> None:
         raise SmsValidationError({"name": [problem]})
 
 
+# How long a validated message's fields may be reused for another recipient: its timing
+# (expiry from "now", window deferral) is then at most this much older than the row's own.
+MEMO_SECONDS = 1.0
+_MEMO_SIZE = 1000
+_NUMBERS_SIZE = 100_000
+
+
+def _indian(e164: str) -> bool:
+    """``phone.is_indian`` for an already normalised number, without parsing it again:
+    country calling codes are prefix-free, so "+91" starts exactly India's numbers."""
+    return e164.startswith("+91")
+
+
+@dataclass(frozen=True)
+class _Memo:
+    """A validated message, reusable for another recipient of the same class and a body
+    that passes the same body checks (see ``Composer.compose``)."""
+
+    fields: dict[str, Any]
+    number_class: tuple[bool, ...]
+    match_body: str | None  # the DLT template text the body must match, if any
+    at: float
+
+
 class Composer:
-    """Validates messages; caches look-ups so a 100,000-recipient bulk costs few queries."""
+    """Validates messages; caches look-ups so a 100,000-recipient bulk costs few queries.
+
+    In a bulk most of a message's checks give the same answer for every row: they are
+    done once per distinct set of options and recipient class (Indian or not, the
+    sending windows that govern it), and per distinct number and body.
+    """
 
     def __init__(self, account: str | None = None) -> None:
         self.settings = get_settings()
@@ -135,6 +166,10 @@ class Composer:
         self._templates_by_dlt_id: dict[str, SmsTemplate | None] = {}
         self._matches: dict[tuple[str, str], dlt.MatchResult] = {}
         self._variants: dict[int, dict[str, SmsTemplateVariant]] = {}
+        self._numbers: dict[str, str] = {}
+        self._memo: dict[tuple[Any, ...], _Memo] = {}
+        self._max_sender = _max_length("sender")
+        self._match_body: str | None = None  # set by _compose: what a body was matched with
 
     # -- look-ups -------------------------------------------------------------------------
 
@@ -198,9 +233,122 @@ class Composer:
             )
         return self._matches[key]
 
+    def number(self, to: object) -> str:
+        """``to`` in E.164 (``phone.InvalidNumber`` otherwise), normalised once per distinct
+        value: bulk lists repeat numbers."""
+        if isinstance(to, str):
+            known = self._numbers.get(to)
+            if known is not None:
+                return known
+        number = phone.normalize(to, self.settings.default_region)  # type: ignore[arg-type]
+        if len(self._numbers) >= _NUMBERS_SIZE:
+            self._numbers.clear()
+        self._numbers[to] = number  # type: ignore[index]  # a str: normalize accepted it
+        return number
+
+    @staticmethod
+    def _number_class(number: str, sms_type: str) -> tuple[bool, ...]:
+        """What a message's checks read from its recipient (besides the number itself):
+        Indian or not (sender and DLT rules), and which sending windows govern it."""
+        return (_indian(number), *(w.governs(sms_type, number) for w in scheduling.windows()))
+
     # -- the rules ------------------------------------------------------------------------
 
-    def compose(
+    def compose(self, to: str, body: str | None = None, **options: Any) -> dict[str, Any]:
+        """Model field values for one message, or SmsValidationError naming every problem.
+
+        Keyword arguments: those of ``_compose``. A message with a given ``body`` and the
+        same options as one validated less than ``MEMO_SECONDS`` ago, to a recipient of
+        the same class, only has its number and its body checked; anything that fails
+        goes through every rule again, so the errors are always the full ones.
+        """
+        key = self._memo_key(body, options)
+        memo = self._memo.get(key) if key is not None else None
+        if memo is not None and body is not None and time.monotonic() - memo.at < MEMO_SECONDS:
+            fields = self._reuse(memo, to, body, options.get("encoding_type"))
+            if fields is not None:
+                return fields
+        fields = self._compose(to, body, **options)
+        if key is not None and body is not None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = _Memo(
+                fields,
+                self._number_class(fields["to"], fields["sms_type"]),
+                self._match_body,
+                time.monotonic(),
+            )
+        return fields
+
+    @staticmethod
+    def _memo_key(body: str | None, options: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The options that decide everything but the number and the body; None when they
+        cannot be compared cheaply (the message is then validated in full)."""
+        if body is None:
+            return None
+        parts: list[Any] = []
+        for name, value in options.items():
+            if name == "context":
+                value = value is None  # only names the field an error is under
+            elif isinstance(value, models.Model):  # a template: its row, not the object
+                value = (type(value), value.pk)
+            elif isinstance(value, Mapping):
+                value = ("mapping", repr(value))
+            parts.append((name, value))
+        key = tuple(parts)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def _reuse(
+        self, memo: _Memo, to: str, body: str, encoding_type: str | None
+    ) -> dict[str, Any] | None:
+        """``memo``'s fields for ``to`` and ``body`` when both pass; None to check in full."""
+        try:
+            number = self.number(to)
+        except phone.InvalidNumber:
+            return None
+        fields = memo.fields
+        if self._number_class(number, fields["sms_type"]) != memo.number_class:
+            return None
+        if body != fields["body"]:
+            segments = self._body_segments(body, memo.match_body, encoding_type)
+            if segments is None:
+                return None
+            fields = {**fields, "body": body, **segments}
+        else:
+            fields = dict(fields)
+        fields["to"] = number
+        if fields["shorten_url_params"] is not None:
+            fields["shorten_url_params"] = dict(fields["shorten_url_params"])
+        return fields
+
+    def _body_segments(
+        self, body: str, match_body: str | None, encoding_type: str | None
+    ) -> dict[str, Any] | None:
+        """Encoding and segments of a body passing every body check ``_compose`` makes
+        (the same functions), or None."""
+        try:
+            encoding.check_body(body)
+        except ValueError:
+            return None
+        if NUL in body:
+            return None
+        if match_body is not None:
+            try:
+                if not self._match(match_body, body).matched:
+                    return None
+            except dlt.DltTemplateError:
+                return None
+        try:
+            info = encoding.count_segments(body, encoding_type)
+        except ValueError:
+            return None
+        return {"encoding": info.encoding, "segments": info.segments}
+
+    def _compose(
         self,
         to: str,
         body: str | None = None,
@@ -221,8 +369,9 @@ class Composer:
         valid_for: timedelta | float | None = None,
         language: str | None = None,
     ) -> dict[str, Any]:
-        """Model field values for one message, or SmsValidationError naming every problem."""
+        """Every rule, for one message (``compose`` reuses its answers within a bulk)."""
         errors: dict[str, list[str]] = {}
+        self._match_body = None
         tpl = None
         try:
             tpl = self.template(template)
@@ -231,7 +380,7 @@ class Composer:
 
         number = ""
         try:
-            number = phone.normalize(to, self.settings.default_region)
+            number = self.number(to)
         except phone.InvalidNumber as exc:
             errors.setdefault("to", []).append(str(exc))
 
@@ -277,6 +426,7 @@ class Composer:
             match_against = self._template_for_dlt_id(str(dlt_template_id))
             template_body = match_against.body if match_against is not None else ""
         if body and match_against is not None and "body" not in errors and "context" not in errors:
+            self._match_body = template_body
             try:
                 result = self._match(template_body, body)
             except dlt.DltTemplateError as exc:  # a stored template that was never clean()ed
@@ -304,10 +454,10 @@ class Composer:
                 "No sender: pass sender=..., set one on the template, or set "
                 f"{account_key_path(self.account_alias, 'DEFAULT_SENDER')}."
             )
-        sender_problem = sender and text_problem("sender", str(sender), _max_length("sender"))
+        sender_problem = sender and text_problem("sender", str(sender), self._max_sender)
         if sender and not sender_problem:
             sender_problem = senders.sender_problem(
-                sender, sms_type, to_india=bool(number) and phone.is_indian(number)
+                sender, sms_type, to_india=bool(number) and _indian(number)
             )
         if sender_problem:
             errors.setdefault("sender", []).append(sender_problem)
@@ -325,12 +475,7 @@ class Composer:
             errors.setdefault("dlt_entity_id", []).append(
                 f"A DLT entity id is made of digits; got {entity!r}."
             )
-        if (
-            number
-            and not entity
-            and self.settings.require_dlt_for_india
-            and phone.is_indian(number)
-        ):
+        if number and not entity and self.settings.require_dlt_for_india and _indian(number):
             errors.setdefault("dlt_entity_id", []).append(
                 f"Messages to Indian numbers ({number}) need a DLT entity id: pass "
                 "dlt_entity_id=..., set an entity on the template or on the sender ID, or set "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import phonenumbers
@@ -11,6 +12,9 @@ __all__ = ["InvalidNumber", "is_indian", "match_key", "normalize", "normalize_ma
 
 _E164 = phonenumbers.PhoneNumberFormat.E164
 _INDIA_COUNTRY_CODE = 91
+# An Indian number already in E.164: parsing it could only give +91 and these ten digits
+# (no leading zero to strip, no extension, no letters), so it is checked without parsing.
+_INDIAN_E164 = re.compile(r"\+91[1-9][0-9]{9}")
 
 _PARSE_ERRORS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
@@ -88,6 +92,11 @@ def normalize(number: str, default_region: str | None = "IN") -> str:
     ``default_region`` (ISO 3166 code) reads national forms such as ``09876543210``;
     with None only international forms (``+65...``) are accepted.
     """
+    if isinstance(number, str) and _INDIAN_E164.fullmatch(number):
+        parsed = PhoneNumber(country_code=_INDIA_COUNTRY_CODE, national_number=int(number[3:]))
+        if phonenumbers.is_valid_number(parsed):
+            return number
+        # Not valid: the full path below words the reason.
     default_region = _upper(default_region)
     parsed = _parse(number, default_region)
     region = _region(number, default_region)
