@@ -7,6 +7,7 @@ two reports racing to a terminal status exactly one wins, and its signals fire o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +18,10 @@ from django.db import router, transaction
 from django.utils import timezone
 
 from . import signals, status, suppression
+from .conf import get_settings
+from .db import apply_pg
 from .models import SmsMessage, StatusEvent
+from .reports import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +55,60 @@ def _behind(new: str) -> list[str]:
 
 
 def apply_report(message_pk: int, report: StatusReport, source: str) -> bool:
-    """Record ``report`` for a message; True when it moved the status forward."""
+    """Record ``report`` for a message; True when it moved the status forward.
+
+    On PostgreSQL one statement (``db/apply_pg.py``); elsewhere, and for the reports only
+    the portable path handles, a locked read, a conditional UPDATE and an INSERT.
+    """
     db = router.db_for_write(SmsMessage)
+    behind = _behind(report.status)
+    if behind and not report.sid and apply_pg.supported(db):
+        return _apply_one_statement(db, message_pk, report, source, behind)
+    return _apply_portable(db, message_pk, report, source)
+
+
+def _apply_one_statement(
+    db: str, message_pk: int, report: StatusReport, source: str, behind: list[str]
+) -> bool:
+    # A failure may put the number on the suppression list: that belongs in the same
+    # transaction. Otherwise the one statement is its own transaction (or joins the caller's).
+    learns = (
+        status.is_failure(report.status)
+        and report.detailed_status_code in get_settings().suppression_codes
+    )
+    with transaction.atomic(using=db) if learns else contextlib.nullcontext():
+        done = apply_pg.apply(
+            db,
+            message_pk,
+            status=report.status,
+            behind=behind,
+            code=report.detailed_status_code,
+            detail=report.detailed_status[:64],
+            units=report.sms_units,
+            price=report.price,
+            sent=report.date_sent,
+            source=source,
+            payload=report.payload or None,
+            now=timezone.now(),
+        )
+        if done is None:
+            return False
+        if source == StatusEvent.SOURCE_CALLBACK:
+            # The ORM's post_save counts callbacks; this INSERT is not the ORM's.
+            metrics.callback("applied" if done.changed else "duplicate")
+        if done.changed and learns:
+            suppression.learn(done.number, report.detailed_status_code, source=source, using=db)
+        if done.changed:
+            assert done.message is not None
+            signals.notify_after_commit(
+                [(message_pk, done.previous, report.status, source)],
+                using=db,
+                messages={message_pk: done.message},
+            )
+    return done.changed
+
+
+def _apply_portable(db: str, message_pk: int, report: StatusReport, source: str) -> bool:
     now = timezone.now()
     with transaction.atomic(using=db):
         current = (

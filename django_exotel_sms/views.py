@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from decimal import Decimal
+from functools import lru_cache
+from typing import Any
 
 from django.core import signing
 from django.core.exceptions import SuspiciousOperation
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -41,7 +43,8 @@ from django.views.decorators.http import require_POST
 from . import callbacks, logfields, phone, status
 from .client import parse_exotel_datetime
 from .conf import get_settings
-from .models import ClickEvent, SmsMessage, StatusEvent
+from .db import rows
+from .models import ClickEvent, SmsBatch, SmsMessage, StatusEvent
 from .retry_later import retry_later_when_db_busy
 from .tracking import HELD_NOTE, StatusReport, apply_report
 
@@ -226,15 +229,36 @@ def _in_scope(
     return batch_id == scope.pk and batch_created_at is not None and scope.names(batch_created_at)
 
 
-def _by_sid(scope: callbacks.CallbackScope, sid: str) -> int | None:
-    row = (
-        SmsMessage.objects.filter(sid=sid)
-        .values_list("pk", "batch_id", "created_at", "batch__created_at")
-        .first()
+@lru_cache(maxsize=4)
+def _sid_lookup(using: str) -> tuple[str, list[tuple[Any, list[rows.Converter]]]]:
+    """The Sid lookup as fixed SQL (the ORM would build and compile it per callback)."""
+    connection = connections[using]
+    q = connection.ops.quote_name
+    msg, batch = SmsMessage._meta, SmsBatch._meta
+    fields = [msg.pk, msg.get_field("batch"), msg.get_field("created_at")]
+    batch_created = batch.get_field("created_at")
+
+    def c(field: Any) -> str:
+        return q(field.column)
+
+    sql = (
+        f"SELECT m.{c(fields[0])}, m.{c(fields[1])}, m.{c(fields[2])}, b.{c(batch_created)} "
+        f"FROM {q(msg.db_table)} m LEFT JOIN {q(batch.db_table)} b "
+        f"ON b.{c(batch.pk)} = m.{c(fields[1])} WHERE m.{c(msg.get_field('sid'))} = %s"
     )
-    if row is None:
+    return sql, rows.converters(connection, [*fields, batch_created])
+
+
+def _by_sid(scope: callbacks.CallbackScope, sid: str) -> int | None:
+    using = router.db_for_read(SmsMessage)
+    sql, plan = _sid_lookup(using)
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sid])
+        found = cursor.fetchone()  # at most one: the Sid is unique
+    if found is None:
         return None
-    pk, batch_id, created_at, batch_created_at = row
+    pk, batch_id, created_at, batch_created_at = rows.convert(connection, found, plan)
     if not _in_scope(scope, int(pk), batch_id, created_at, batch_created_at):
         raise OutOfScope
     return int(pk)
