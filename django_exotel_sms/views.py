@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
 
 from django.core import signing
 from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -229,30 +228,28 @@ def _in_scope(
     return batch_id == scope.pk and batch_created_at is not None and scope.names(batch_created_at)
 
 
-@lru_cache(maxsize=4)
-def _sid_lookup(using: str) -> tuple[str, list[tuple[Any, list[rows.Converter]]]]:
+def _sid_lookup(connection: BaseDatabaseWrapper) -> tuple[str, rows.Plan]:
     """The Sid lookup as fixed SQL (the ORM would build and compile it per callback)."""
-    connection = connections[using]
     q = connection.ops.quote_name
-    msg, batch = SmsMessage._meta, SmsBatch._meta
-    fields = [msg.pk, msg.get_field("batch"), msg.get_field("created_at")]
-    batch_created = batch.get_field("created_at")
-
-    def c(field: Any) -> str:
-        return q(field.column)
-
+    fields = [rows.field(SmsMessage, name) for name in ("id", "batch", "created_at")]
+    batch_created = rows.field(SmsBatch, "created_at")
+    pk, batch_id, created, sid = (
+        q(rows.column(SmsMessage, name)) for name in ("id", "batch", "created_at", "sid")
+    )
+    messages, batches = q(SmsMessage._meta.db_table), q(SmsBatch._meta.db_table)
+    b_pk, b_created = q(rows.column(SmsBatch, "id")), q(rows.column(SmsBatch, "created_at"))
+    # Identifiers only, quoted; the Sid is a parameter.
     sql = (
-        f"SELECT m.{c(fields[0])}, m.{c(fields[1])}, m.{c(fields[2])}, b.{c(batch_created)} "
-        f"FROM {q(msg.db_table)} m LEFT JOIN {q(batch.db_table)} b "
-        f"ON b.{c(batch.pk)} = m.{c(fields[1])} WHERE m.{c(msg.get_field('sid'))} = %s"
+        f"SELECT m.{pk}, m.{batch_id}, m.{created}, b.{b_created} "  # noqa: S608
+        f"FROM {messages} m LEFT JOIN {batches} b ON b.{b_pk} = m.{batch_id} "
+        f"WHERE m.{sid} = %s"
     )
     return sql, rows.converters(connection, [*fields, batch_created])
 
 
 def _by_sid(scope: callbacks.CallbackScope, sid: str) -> int | None:
-    using = router.db_for_read(SmsMessage)
-    sql, plan = _sid_lookup(using)
-    connection = connections[using]
+    connection = connections[router.db_for_read(SmsMessage)]
+    sql, plan = rows.cached(connection, "sid lookup", lambda: _sid_lookup(connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, [sid])
         found = cursor.fetchone()  # at most one: the Sid is unique

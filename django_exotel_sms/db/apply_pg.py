@@ -51,12 +51,14 @@ def _statement(vendor_key: str) -> str:
     ev = StatusEvent._meta
 
     def col(model: Any, name: str) -> str:
-        return q(model.get_field(name).column)
+        return q(rows.column(model.model, name))
 
     def cast(name: str) -> str:
-        return str(msg.get_field(name).cast_db_type(connection))
+        return str(rows.field(SmsMessage, name).cast_db_type(connection))
 
-    returning = ", ".join(f"m.{q(f.column)}" for f in rows.concrete(SmsMessage))
+    returning = ", ".join(
+        f"m.{q(rows.column(SmsMessage, f.name))}" for f in rows.concrete(SmsMessage)
+    )
     # Optional facts: NULL keeps what the row has (the portable path leaves them out).
     keep = {
         "sms_units": "units",
@@ -67,6 +69,7 @@ def _statement(vendor_key: str) -> str:
         f"{col(msg, name)} = COALESCE(%({param})s::{cast(name)}, m.{col(msg, name)})"
         for name, param in keep.items()
     )
+    # Identifiers only, from the models' meta and quoted; every value is a parameter.
     return f"""
 WITH old AS (
     SELECT {col(msg, "id")} AS id, {col(msg, "status")} AS status, {col(msg, "to")} AS number
@@ -97,12 +100,7 @@ WITH old AS (
     FROM old
 )
 SELECT old.status, old.number, upd.* FROM old LEFT JOIN upd ON true
-"""
-
-
-@lru_cache(maxsize=4)
-def _plan(using: str) -> list[tuple[Any, list[rows.Converter]]]:
-    return rows.converters(connections[using], rows.concrete(SmsMessage))
+"""  # noqa: S608
 
 
 def apply(
@@ -144,7 +142,10 @@ def apply(
     previous, number, *fields = row
     if fields[0] is None:  # the LEFT JOIN found no updated row
         return Applied(previous, number, False, None)
-    values = rows.convert(connection, fields, _plan(using))
+    plan = rows.cached(
+        connection, "message", lambda: rows.converters(connection, rows.concrete(SmsMessage))
+    )
+    values = rows.convert(connection, fields, plan)
     names = [f.attname for f in rows.concrete(SmsMessage)]
     message = SmsMessage.from_db(using, names, values)
     return Applied(previous, number, True, message)
