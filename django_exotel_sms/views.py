@@ -45,7 +45,7 @@ from .conf import get_settings
 from .db import rows
 from .models import ClickEvent, SmsBatch, SmsMessage, StatusEvent
 from .retry_later import retry_later_when_db_busy
-from .tracking import HELD_NOTE, StatusReport, apply_report
+from .tracking import HELD_NOTE, OUT_OF_SCOPE, StatusReport, apply_by_sid, apply_report
 
 logger = logging.getLogger(__name__)
 
@@ -382,6 +382,12 @@ def _payload(form: CallbackForm) -> dict[str, str]:
     return dict(form.data)
 
 
+def _out_of_scope(sid: str) -> HttpResponse:
+    # The same answer as an unknown Sid: a token must not tell which other Sids exist.
+    logger.warning("Status callback ignored: Sid %s is outside the token's scope", sid)
+    return _ok()
+
+
 @csrf_exempt
 @require_POST
 @retry_later_when_db_busy
@@ -399,12 +405,19 @@ def status_callback(request: HttpRequest, token: str) -> HttpResponse:
         logger.info("Status callback refused: %s", exc)
         return _bad_request(str(exc))
     payload = _payload(form)
+    if report.status in status.EXOTEL_STATUSES:
+        # PostgreSQL: find, check the scope and record in one statement.
+        done = apply_by_sid(
+            scope, report.sid, _status_report(report, payload), StatusEvent.SOURCE_CALLBACK
+        )
+        if done == OUT_OF_SCOPE:
+            return _out_of_scope(report.sid)
+        if done is not None:
+            return _ok()
     try:
         pk = locate(scope, report.sid, report.to)
     except OutOfScope:
-        # The same answer as an unknown Sid: a token must not tell which other Sids exist.
-        logger.warning("Status callback ignored: Sid %s is outside the token's scope", report.sid)
-        return _ok()
+        return _out_of_scope(report.sid)
     except Ambiguous as exc:
         _hold(exc.candidates, report, payload)
         return _ok()

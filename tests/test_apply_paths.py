@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from django_exotel_sms import status, tracking
 from django_exotel_sms.db import apply_pg
@@ -251,3 +252,68 @@ def test_both_paths_leave_the_same_state(monkeypatch, django_capture_on_commit_c
     portable["message"]["sid"] = one["message"]["sid"]
     assert one == portable
     assert one["results"] == [True, True, False, True, False, False]
+
+
+# -- the view's one statement on PostgreSQL: find by Sid, check the scope, record -------------
+
+
+def _scope(kind: str, pk: int, created_at: datetime) -> Any:
+    from django_exotel_sms import callbacks
+
+    return callbacks.read_token(callbacks.make_token(kind, pk, created_at))
+
+
+@pytest.fixture
+def postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+
+
+def test_by_sid_records_within_the_token_scope_only(
+    postgres_only, signals, django_capture_on_commit_callbacks
+):
+    from django_exotel_sms import callbacks
+    from django_exotel_sms.models import SmsBatch
+
+    batch = SmsBatch.objects.create(kind=SmsBatch.KIND_STATIC, name="b", total=1)
+    other = SmsBatch.objects.create(kind=SmsBatch.KIND_STATIC, name="o", total=1)
+    message = _message(batch=batch)
+    source = StatusEvent.SOURCE_CALLBACK
+    # Another batch's token, a message token for this row's pk but another creation time,
+    # an unknown Sid: nothing written.
+    assert (
+        tracking.apply_by_sid(
+            _scope(callbacks.BATCH, other.pk, other.created_at), "sid-1", DELIVERED, source
+        )
+        == tracking.OUT_OF_SCOPE
+    )
+    assert (
+        tracking.apply_by_sid(
+            _scope(callbacks.MESSAGE, message.pk, batch.created_at), "sid-1", DELIVERED, source
+        )
+        == tracking.OUT_OF_SCOPE
+    )
+    scope = _scope(callbacks.BATCH, batch.pk, batch.created_at)
+    assert tracking.apply_by_sid(scope, "sid-unknown", DELIVERED, source) is None
+    assert not StatusEvent.objects.exists() and signals.calls == []
+    # The batch's token: recorded once, then a duplicate is history only.
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert tracking.apply_by_sid(scope, "sid-1", DELIVERED, source) == tracking.RECORDED
+    assert _state(message)["message"] == EXPECTED_DELIVERED
+    assert [e[4] for e in _state(message)["events"]] == [True, False]
+    assert [c[0] for c in signals.calls] == ["changed", "delivered"]
+
+
+def test_a_callback_is_one_query_on_postgresql(
+    postgres_only, client, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    from django_exotel_sms import callbacks
+
+    message = _message(batch=None)
+    token = callbacks.make_token(callbacks.MESSAGE, message.pk, message.created_at)
+    form = {"SmsSid": "sid-1", "Status": "sent", "DetailedStatusCode": "20005"}
+    with django_assert_num_queries(1), django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("django_exotel_sms:status-callback", args=[token]), form)
+    assert response.status_code == 200
+    assert SmsMessage.objects.get().status == status.SENT

@@ -17,6 +17,9 @@ second read. Reports the portable path alone handles (one that tells a Sid-less 
 its Sid, or an unknown status word) never come here.
 """
 
+# Identifiers in the SQL come from the models' meta, quoted; every value is a parameter.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..models import SmsMessage, StatusEvent
+from ..models import SmsBatch, SmsMessage, StatusEvent
 from . import rows
 
 
@@ -43,8 +46,8 @@ def supported(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
 
-@lru_cache(maxsize=4)
-def _statement(vendor_key: str) -> str:
+@lru_cache(maxsize=8)
+def _statement(vendor_key: str, by_sid: bool) -> str:
     connection = connections[vendor_key]
     q = connection.ops.quote_name
     msg = SmsMessage._meta
@@ -69,12 +72,39 @@ def _statement(vendor_key: str) -> str:
         f"{col(msg, name)} = COALESCE(%({param})s::{cast(name)}, m.{col(msg, name)})"
         for name, param in keep.items()
     )
-    # Identifiers only, from the models' meta and quoted; every value is a parameter.
-    return f"""
+    batch = SmsBatch._meta
+    if by_sid:
+        # The Sid's message, and whether it is the token's (or in the token's batch) -- the
+        # very row, by its creation time, as ``CallbackScope.names`` checks it.
+        head = f"""
+WITH found AS (
+    SELECT m.{col(msg, "id")} AS id,
+        CASE WHEN %(by_message)s
+             THEN m.{col(msg, "id")} = %(scope_pk)s AND m.{col(msg, "created_at")} = %(stamp)s
+             ELSE m.{col(msg, "batch")} = %(scope_pk)s AND b.{col(batch, "created_at")} = %(stamp)s
+        END AS ok
+    FROM {q(msg.db_table)} AS m
+    LEFT JOIN {q(batch.db_table)} AS b ON b.{col(batch, "id")} = m.{col(msg, "batch")}
+    WHERE m.{col(msg, "sid")} = %(sid)s
+), old AS (
+    SELECT m.{col(msg, "id")} AS id, m.{col(msg, "status")} AS status,
+        m.{col(msg, "to")} AS number
+    FROM {q(msg.db_table)} AS m JOIN found ON found.id = m.{col(msg, "id")} AND found.ok
+    FOR UPDATE OF m
+"""
+        tail = "SELECT found.id, found.ok, old.status, old.number, upd.* FROM found"
+        tail += " LEFT JOIN old ON true LEFT JOIN upd ON true"
+    else:
+        head = f"""
 WITH old AS (
     SELECT {col(msg, "id")} AS id, {col(msg, "status")} AS status, {col(msg, "to")} AS number
     FROM {q(msg.db_table)} WHERE {col(msg, "id")} = %(pk)s FOR UPDATE
-), upd AS (
+"""
+        tail = "SELECT old.status, old.number, upd.* FROM old LEFT JOIN upd ON true"
+    # Identifiers only, from the models' meta and quoted; every value is a parameter.
+    return (
+        head
+        + f"""), upd AS (
     UPDATE {q(msg.db_table)} AS m SET
         {col(msg, "status")} = %(status)s,
         {col(msg, "detailed_status_code")} = %(code)s::integer,
@@ -99,46 +129,75 @@ WITH old AS (
         %(payload)s, %(now)s
     FROM old
 )
-SELECT old.status, old.number, upd.* FROM old LEFT JOIN upd ON true
-"""  # noqa: S608
+{tail}
+"""
+    )
 
 
-def apply(
-    using: str,
-    message_pk: int,
-    *,
-    status: str,
-    behind: list[str],
-    code: int | None,
-    detail: str,
-    units: int | None,
-    price: Any,
-    sent: datetime | None,
-    source: str,
-    payload: dict[str, Any] | None,
-    now: datetime,
-) -> Applied | None:
-    """Run the statement; None when the message does not exist."""
+@dataclass(frozen=True)
+class Located:
+    """What :func:`apply_by_sid` found: no message with the Sid (``pk`` None), one outside
+    the token's scope (``applied`` None: nothing written), or the outcome of the report."""
+
+    pk: int | None
+    applied: Applied | None
+
+
+def apply(using: str, message_pk: int, **values: Any) -> Applied | None:
+    """Apply a report to a message by pk; None when the message does not exist.
+
+    ``values``: status, behind, code, detail, units, price, sent, source, payload, now.
+    """
+    row = _run(using, False, {"pk": message_pk}, values)
+    return None if row is None else _applied(using, row)
+
+
+def apply_by_sid(
+    using: str, sid: str, *, by_message: bool, scope_pk: int, stamp: datetime, **values: Any
+) -> Located:
+    """Find the message by Sid, check it is the token's, apply the report: one statement.
+
+    ``by_message``: the token names a message (else a batch); ``scope_pk`` and ``stamp``
+    (its ``created_at``) are the row it names.
+    """
+    extra = {"sid": sid, "by_message": by_message, "scope_pk": scope_pk, "stamp": stamp}
+    row = _run(using, True, extra, values)
+    if row is None:
+        return Located(None, None)
+    pk, ok, *rest = row
+    if not ok or rest[0] is None:
+        return Located(int(pk), None)
+    return Located(int(pk), _applied(using, rest))
+
+
+def _run(
+    using: str, by_sid: bool, target: dict[str, Any], values: dict[str, Any]
+) -> tuple[Any, ...] | None:
     connection: BaseDatabaseWrapper = connections[using]
     prep = _prep(connection)
     params = {
-        "pk": message_pk,
-        "status": status,
-        "behind": behind,
-        "code": code,
-        "detail": detail,
-        "units": units,
-        "price": prep["price"](price),
-        "sent": prep["sent_at"](sent),
-        "now": prep["updated_at"](now),
-        "source": source,
-        "payload": prep["payload"](payload),
+        **target,
+        "status": values["status"],
+        "behind": values["behind"],
+        "code": values["code"],
+        "detail": values["detail"],
+        "units": values["units"],
+        "price": prep["price"](values["price"]),
+        "sent": prep["sent_at"](values["sent"]),
+        "now": prep["updated_at"](values["now"]),
+        "source": values["source"],
+        "payload": prep["payload"](values["payload"]),
     }
+    if "stamp" in params:
+        params["stamp"] = prep["updated_at"](params["stamp"])
     with connection.cursor() as cursor:
-        cursor.execute(_statement(using), params)
+        cursor.execute(_statement(using, by_sid), params)
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else tuple(row)
+
+
+def _applied(using: str, row: Any) -> Applied:
+    connection = connections[using]
     previous, number, *fields = row
     if fields[0] is None:  # the LEFT JOIN found no updated row
         return Applied(previous, number, False, None)
@@ -147,8 +206,7 @@ def apply(
     )
     values = rows.convert(connection, fields, plan)
     names = [f.attname for f in rows.concrete(SmsMessage)]
-    message = SmsMessage.from_db(using, names, values)
-    return Applied(previous, number, True, message)
+    return Applied(previous, number, True, SmsMessage.from_db(using, names, values))
 
 
 def _prep(connection: BaseDatabaseWrapper) -> dict[str, Any]:
