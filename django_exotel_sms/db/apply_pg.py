@@ -174,7 +174,7 @@ def _run(
     using: str, by_sid: bool, target: dict[str, Any], values: dict[str, Any]
 ) -> tuple[Any, ...] | None:
     connection: BaseDatabaseWrapper = connections[using]
-    prep = _prep(connection)
+    prep = rows.cached(connection, "apply prep", lambda: _prep(connection))
     params = {
         **target,
         "status": values["status"],
