@@ -44,6 +44,10 @@ class CallbackScope:
     # When a legacy token was signed; only used when ``created`` is None.
     issued_at: datetime | None = None
 
+    def stamped_at(self) -> datetime | None:
+        """The signed creation time as an aware datetime (None in a legacy token)."""
+        return None if self.created is None else _EPOCH + timedelta(microseconds=self.created)
+
     def names(self, created_at: datetime) -> bool:
         """Whether the row with this pk, created at ``created_at``, is the one the token names."""
         if self.created is not None:

@@ -12,7 +12,7 @@ DELIVERED_TO_OPERATOR (no handset receipt); ``to_handset`` tells the two apart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -51,12 +51,15 @@ def _sender_class() -> type[SmsMessage]:
 
 
 def notify_after_commit(
-    changes: Iterable[tuple[int, str, str, str]], using: str = "default"
+    changes: Iterable[tuple[int, str, str, str]],
+    using: str = "default",
+    messages: Mapping[int, SmsMessage] | None = None,
 ) -> None:
     """Schedule signals for ``(message_pk, previous, new, source)`` moves, after commit.
 
     Callers only pass moves their conditional UPDATE actually made, so a terminal
-    signal fires once per message however many reports arrive.
+    signal fires once per message however many reports arrive. ``messages``: the rows as
+    that UPDATE returned them, when the caller has them (else they are read after commit).
     """
     changes = list(changes)
     if not changes or not _has_listeners():
@@ -65,7 +68,11 @@ def notify_after_commit(
     def fire() -> None:
         from .models import SmsMessage
 
-        by_pk = SmsMessage.objects.using(using).in_bulk([pk for pk, *_ in changes])
+        pks = [pk for pk, *_ in changes]
+        if messages is not None and all(pk in messages for pk in pks):
+            by_pk = dict(messages)
+        else:
+            by_pk = SmsMessage.objects.using(using).in_bulk(pks)
         for pk, previous, new, source in changes:
             message = by_pk.get(pk)
             if message is None:

@@ -25,7 +25,8 @@ from decimal import Decimal
 
 from django.core import signing
 from django.core.exceptions import SuspiciousOperation
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -41,9 +42,10 @@ from django.views.decorators.http import require_POST
 from . import callbacks, logfields, phone, status
 from .client import parse_exotel_datetime
 from .conf import get_settings
-from .models import ClickEvent, SmsMessage, StatusEvent
+from .db import rows
+from .models import ClickEvent, SmsBatch, SmsMessage, StatusEvent
 from .retry_later import retry_later_when_db_busy
-from .tracking import HELD_NOTE, StatusReport, apply_report
+from .tracking import HELD_NOTE, OUT_OF_SCOPE, StatusReport, apply_by_sid, apply_report
 
 logger = logging.getLogger(__name__)
 
@@ -226,15 +228,34 @@ def _in_scope(
     return batch_id == scope.pk and batch_created_at is not None and scope.names(batch_created_at)
 
 
-def _by_sid(scope: callbacks.CallbackScope, sid: str) -> int | None:
-    row = (
-        SmsMessage.objects.filter(sid=sid)
-        .values_list("pk", "batch_id", "created_at", "batch__created_at")
-        .first()
+def _sid_lookup(connection: BaseDatabaseWrapper) -> tuple[str, rows.Plan]:
+    """The Sid lookup as fixed SQL (the ORM would build and compile it per callback)."""
+    q = connection.ops.quote_name
+    fields = [rows.field(SmsMessage, name) for name in ("id", "batch", "created_at")]
+    batch_created = rows.field(SmsBatch, "created_at")
+    pk, batch_id, created, sid = (
+        q(rows.column(SmsMessage, name)) for name in ("id", "batch", "created_at", "sid")
     )
-    if row is None:
+    messages, batches = q(SmsMessage._meta.db_table), q(SmsBatch._meta.db_table)
+    b_pk, b_created = q(rows.column(SmsBatch, "id")), q(rows.column(SmsBatch, "created_at"))
+    # Identifiers only, quoted; the Sid is a parameter.
+    sql = (
+        f"SELECT m.{pk}, m.{batch_id}, m.{created}, b.{b_created} "  # noqa: S608
+        f"FROM {messages} m LEFT JOIN {batches} b ON b.{b_pk} = m.{batch_id} "
+        f"WHERE m.{sid} = %s"
+    )
+    return sql, rows.converters(connection, [*fields, batch_created])
+
+
+def _by_sid(scope: callbacks.CallbackScope, sid: str) -> int | None:
+    connection = connections[router.db_for_read(SmsMessage)]
+    sql, plan = rows.cached(connection, "sid lookup", lambda: _sid_lookup(connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sid])
+        found = cursor.fetchone()  # at most one: the Sid is unique
+    if found is None:
         return None
-    pk, batch_id, created_at, batch_created_at = row
+    pk, batch_id, created_at, batch_created_at = rows.convert(connection, found, plan)
     if not _in_scope(scope, int(pk), batch_id, created_at, batch_created_at):
         raise OutOfScope
     return int(pk)
@@ -361,6 +382,12 @@ def _payload(form: CallbackForm) -> dict[str, str]:
     return dict(form.data)
 
 
+def _out_of_scope(sid: str) -> HttpResponse:
+    # The same answer as an unknown Sid: a token must not tell which other Sids exist.
+    logger.warning("Status callback ignored: Sid %s is outside the token's scope", sid)
+    return _ok()
+
+
 @csrf_exempt
 @require_POST
 @retry_later_when_db_busy
@@ -378,12 +405,19 @@ def status_callback(request: HttpRequest, token: str) -> HttpResponse:
         logger.info("Status callback refused: %s", exc)
         return _bad_request(str(exc))
     payload = _payload(form)
+    if report.status in status.EXOTEL_STATUSES:
+        # PostgreSQL: find, check the scope and record in one statement.
+        done = apply_by_sid(
+            scope, report.sid, _status_report(report, payload), StatusEvent.SOURCE_CALLBACK
+        )
+        if done == OUT_OF_SCOPE:
+            return _out_of_scope(report.sid)
+        if done is not None:
+            return _ok()
     try:
         pk = locate(scope, report.sid, report.to)
     except OutOfScope:
-        # The same answer as an unknown Sid: a token must not tell which other Sids exist.
-        logger.warning("Status callback ignored: Sid %s is outside the token's scope", report.sid)
-        return _ok()
+        return _out_of_scope(report.sid)
     except Ambiguous as exc:
         _hold(exc.candidates, report, payload)
         return _ok()

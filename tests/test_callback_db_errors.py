@@ -110,13 +110,20 @@ def sent(django_capture_on_commit_callbacks):
     return message, local_path(options["status_callback"]), local_path(click_url)
 
 
+def _recording_fails(monkeypatch, error: Exception) -> None:
+    """Recording the report raises, on either path: the ORM one (``apply_report``) or, on
+    PostgreSQL, the one statement that locates and records at once (``apply_by_sid``)."""
+    monkeypatch.setattr(views, "apply_report", _raise(error))
+    monkeypatch.setattr(views, "apply_by_sid", _raise(error))
+
+
 @pytest.mark.parametrize("error", [LOCKED, InterfaceError("connection already closed")])
 def test_status_callback_answers_503_with_retry_after_on_a_transient_error(
     client, monkeypatch, sent, error
 ):
     message, url, _ = sent
     events = StatusEvent.objects.count()
-    monkeypatch.setattr(views, "apply_report", _raise(error))
+    _recording_fails(monkeypatch, error)
     response = client.post(url, report(message.sid))
     assert response.status_code == 503
     assert int(response["Retry-After"]) > 0
@@ -139,7 +146,7 @@ def test_status_callback_answers_503_with_retry_after_on_a_transient_error(
 )
 def test_status_callback_does_not_hide_programming_errors(client, monkeypatch, sent, error):
     message, url, _ = sent
-    monkeypatch.setattr(views, "apply_report", _raise(error))
+    _recording_fails(monkeypatch, error)
     with pytest.raises(type(error)):
         client.post(url, report(message.sid))
 
@@ -147,6 +154,7 @@ def test_status_callback_does_not_hide_programming_errors(client, monkeypatch, s
 def test_status_callback_503_when_locating_the_message_meets_a_lock(client, monkeypatch, sent):
     message, url, _ = sent
     monkeypatch.setattr(views, "locate", _raise(LOCKED))
+    monkeypatch.setattr(views, "apply_by_sid", _raise(LOCKED))  # locates too, on PostgreSQL
     response = client.post(url, report(message.sid))
     assert (response.status_code, response["Retry-After"]) == (503, "5")
 
