@@ -49,7 +49,9 @@ def test_reports_backlog_and_callbacks(client, token):
     assert data["minutes_since_last_callback"] < 1
 
 
-def test_unreachable_broker_is_503(client, token):
+def test_unreachable_broker_is_503(client, token, monkeypatch):
+    # Celery's broker_url prefers the environment's CELERY_BROKER_URL to its own setting.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     before = {
         "task_always_eager": current_app.conf.task_always_eager,
         "broker_url": current_app.conf.broker_url,
