@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -41,6 +41,7 @@ from . import (
     status,
 )
 from .backends import get_backend
+from .db import claim as claim_sql
 from .client import BulkResult, SmsResult
 from .conf import get_settings
 from .exceptions import (
@@ -114,6 +115,43 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
     db = _db()
     token = uuid.uuid4()
     now = timezone.now()
+    if claim_sql.supported(db):
+        # One statement: lock, move to submitting and read the rows (with what the gate
+        # screens), autocommitted.
+        rows = claim_sql.claim_returning(
+            gate.due(base.using(db), now),
+            gate.claimed_fields(SmsMessage.objects.using(db), ROW_FIELDS, now),
+            db=db,
+            limit=limit,
+            token=token,
+            now=now,
+        )
+        if not rows:
+            gate.expire(base.using(db), now)
+            return None
+    else:
+        rows = _claim_portable(base, db, limit, token, now)
+        if rows is None:
+            return None
+    refused = gate.screen(rows, now)
+    if refused:
+        gate.close(
+            refused,
+            status.SUPPRESSED,
+            from_statuses=(status.SUBMITTING,),
+            claim_token=token,
+            note="refused at claim",
+        )
+        rows = [r for r in rows if r["pk"] not in refused]
+    if not rows:
+        return None
+    return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
+
+
+def _claim_portable(
+    base: QuerySet[SmsMessage], db: str, limit: int, token: uuid.UUID, now: datetime
+) -> list[dict[str, Any]] | None:
+    """Claim in a short transaction (select, then a conditional UPDATE), then read the rows."""
     with transaction.atomic(using=db):
         qs = gate.due(base.using(db), now).order_by("pk")
         if connections[db].features.has_select_for_update_skip_locked:
@@ -137,26 +175,13 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
         # Nothing claimable: close what expired meanwhile (the claim never takes it anyway).
         gate.expire(base.using(db), now)
         return None
-    rows = gate.claimed_rows(
+    return gate.claimed_rows(
         SmsMessage.objects.using(db)
         .filter(claim_token=token, status=status.SUBMITTING)
         .order_by("pk"),
         ROW_FIELDS,
         now,
     )
-    refused = gate.screen(rows, now)
-    if refused:
-        gate.close(
-            refused,
-            status.SUPPRESSED,
-            from_statuses=(status.SUBMITTING,),
-            claim_token=token,
-            note="refused at claim",
-        )
-        rows = [r for r in rows if r["pk"] not in refused]
-    if not rows:
-        return None
-    return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
 
 
 def _chunk_fields(claim: Claim, pks: Sequence[int]) -> dict[str, Any]:
