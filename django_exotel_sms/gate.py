@@ -82,11 +82,14 @@ def expire_all(now: datetime, limit: int = 10_000, rounds: int = 100) -> int:
 
 def claimed_fields(
     qs: QuerySet[SmsMessage], fields: Sequence[str], now: datetime
-) -> QuerySet[SmsMessage]:
+) -> QuerySet[Any]:
     """``qs`` reading ``fields`` plus what :func:`screen` needs (``.values`` queryset)."""
     from . import suppression
 
-    return suppression.claimed_fields(qs, now).values(*fields, *suppression.CLAIM_FIELDS)
+    values: QuerySet[Any] = suppression.claimed_fields(qs, now).values(
+        *fields, *suppression.CLAIM_FIELDS
+    )
+    return values
 
 
 def claimed_rows(

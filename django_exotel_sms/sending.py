@@ -25,7 +25,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
-from django.db.models import F, Field, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from . import (
@@ -41,9 +41,10 @@ from . import (
     status,
 )
 from .backends import get_backend
-from .db import claim as claim_sql
 from .client import BulkResult, SmsResult
 from .conf import get_settings
+from .db import claim as claim_sql
+from .db import outcome as outcome_sql
 from .exceptions import (
     ExotelAPIError,
     ExotelConnectionError,
@@ -130,9 +131,10 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
             gate.expire(base.using(db), now)
             return None
     else:
-        rows = _claim_portable(base, db, limit, token, now)
-        if rows is None:
+        portable = _claim_portable(base, db, limit, token, now)
+        if portable is None:
             return None
+        rows = portable
     refused = gate.screen(rows, now)
     if refused:
         gate.close(
@@ -372,67 +374,6 @@ def _result_fields(result: SmsResult, now: Any) -> dict[str, Any]:
     }
 
 
-def _update_rows(
-    db: str,
-    rows: dict[int, dict[str, Any]],
-    token: uuid.UUID,
-    from_statuses: Sequence[str],
-) -> int:
-    """One set-based UPDATE writing each row's own values, only where the row is still ours.
-
-    A field with one value for every row is set plainly; fields that differ (the Sid,
-    mostly) become ``CASE id WHEN .. THEN .. END``. Written as SQL because building 100
-    ORM ``When`` expressions per field costs more than the database round trip.
-    """
-    conn = connections[db]
-    meta = SmsMessage._meta
-    quote = conn.ops.quote_name
-    pk_column = quote(meta.pk.column)
-    sets: list[str] = []
-    params: list[Any] = []
-    names = sorted({name for values in rows.values() for name in values} | {"updated_at"})
-    now = timezone.now()
-    for name in names:
-        model_field = meta.get_field(name)
-        assert isinstance(model_field, Field)
-        column = quote(str(model_field.column))
-
-        def prep(value: Any, f: Field[Any, Any] = model_field) -> Any:
-            return f.get_db_prep_save(value, connection=conn)
-
-        values = (
-            [now] * len(rows)
-            if name == "updated_at"
-            else [row[name] for row in rows.values() if name in row]
-        )
-        if len(values) == len(rows) and all(v == values[0] for v in values):
-            sets.append(f"{column} = %s")
-            params.append(prep(values[0]))
-            continue
-        whens = []
-        for pk, row in rows.items():
-            if name in row:
-                whens.append("WHEN %s THEN %s")
-                params.extend([pk, prep(row[name])])
-        sets.append(f"{column} = CASE {pk_column} {' '.join(whens)} ELSE {column} END")
-    ids = list(rows)
-    # Only quoted identifiers and placeholders are interpolated; every value is a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
-        f"WHERE {pk_column} IN ({', '.join(['%s'] * len(ids))}) "
-        f"AND {quote('claim_token')} = %s "
-        f"AND {quote('status')} IN ({', '.join(['%s'] * len(from_statuses))})"
-    )
-    token_field = meta.get_field("claim_token")
-    assert isinstance(token_field, Field)
-    params.extend(ids)
-    params.append(token_field.get_db_prep_value(token, connection=conn))
-    params.extend(from_statuses)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
-
-
 def _apply(
     claim: Claim,
     per_row: dict[int, dict[str, Any]],
@@ -452,10 +393,13 @@ def _apply(
             db, claim, per_row, source=source, note=note, from_statuses=from_statuses
         )
 
-    return dbretry.retry_write(write, using=db, what="Recording a send's outcome")
+    # One statement (PostgreSQL) needs no transaction of its own; inside an outer one it
+    # takes a savepoint, so a Sid conflict (write_sids) or a retry starts clean.
+    atomic = not outcome_sql.supported(db) or connections[db].in_atomic_block
+    return dbretry.retry_write(write, using=db, what="Recording a send's outcome", atomic=atomic)
 
 
-def _apply_once(
+def _write_outcome(
     db: str,
     claim: Claim,
     per_row: dict[int, dict[str, Any]],
@@ -463,30 +407,35 @@ def _apply_once(
     source: str,
     note: str,
     from_statuses: list[str],
-) -> list[int]:
-    # Runs inside retry_write's transaction.
-    owned: dict[int, str] = {}
-    for pk, previous, has_held in (
+) -> outcome_sql.Recorded:
+    """Lock the rows still ours, write their outcome and history; what was written."""
+    lock = (
         SmsMessage.objects.using(db)
-        .select_for_update()
-        .filter(pk__in=list(per_row), claim_token=claim.token, status__in=list(from_statuses))
+        .filter(pk__in=list(per_row), claim_token=claim.token, status__in=from_statuses)
         .annotate(has_held=held.held_exists())
         .values_list("pk", "status", "has_held")
-    ):
-        owned[pk] = previous
-        if has_held:
-            claim.held.add(pk)
-    if len(owned) < len(per_row):
-        logger.warning(
-            "%d claimed message(s) were taken over before their outcome was recorded; "
-            "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
-            len(per_row) - len(owned),
-            extra=_chunk_fields(claim, sorted(set(per_row) - set(owned))),
+    )
+    if outcome_sql.supported(db):
+        return outcome_sql.record(
+            db,
+            per_row,
+            claim.token,
+            from_statuses,
+            lock=lock,
+            source=source,
+            note=note,
+            returning=signals.has_listeners(),
         )
-    if not owned:
-        return []
-    rows = {pk: per_row[pk] for pk in owned}
-    _update_rows(db, rows, claim.token, list(from_statuses))
+    # Runs inside retry_write's transaction.
+    recorded = outcome_sql.Recorded()
+    for pk, previous, has_held in lock.select_for_update():
+        recorded.owned[pk] = previous
+        if has_held:
+            recorded.held.add(pk)
+    if not recorded.owned:
+        return recorded
+    rows = {pk: per_row[pk] for pk in recorded.owned}
+    outcome_sql.update_rows(db, rows, claim.token, from_statuses)
     StatusEvent.objects.using(db).bulk_create(
         [
             StatusEvent(
@@ -500,9 +449,36 @@ def _apply_once(
             for pk, values in rows.items()
         ]
     )
+    return recorded
+
+
+def _apply_once(
+    db: str,
+    claim: Claim,
+    per_row: dict[int, dict[str, Any]],
+    *,
+    source: str,
+    note: str,
+    from_statuses: list[str],
+) -> list[int]:
+    recorded = _write_outcome(
+        db, claim, per_row, source=source, note=note, from_statuses=from_statuses
+    )
+    owned = recorded.owned
+    claim.held |= recorded.held
+    if len(owned) < len(per_row):
+        logger.warning(
+            "%d claimed message(s) were taken over before their outcome was recorded; "
+            "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
+            len(per_row) - len(owned),
+            extra=_chunk_fields(claim, sorted(set(per_row) - set(owned))),
+        )
+    if not owned:
+        return []
     signals.notify_after_commit(
-        ((pk, owned[pk], values["status"], source) for pk, values in rows.items()),
+        ((pk, owned[pk], per_row[pk]["status"], source) for pk in owned),
         using=db,
+        messages=recorded.messages,
     )
     return list(owned)
 

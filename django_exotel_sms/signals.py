@@ -12,7 +12,7 @@ DELIVERED_TO_OPERATOR (no handset receipt); ``to_handset`` tells the two apart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -34,6 +34,11 @@ sms_failed = Signal()  # message, previous_status
 pre_send = Signal()  # message
 
 
+def has_listeners() -> bool:
+    """Whether any status signal has a receiver (else nothing is loaded to fire them)."""
+    return _has_listeners()
+
+
 def _has_listeners() -> bool:
     return any(s.has_listeners() for s in (sms_status_changed, sms_delivered, sms_failed))
 
@@ -51,12 +56,15 @@ def _sender_class() -> type[SmsMessage]:
 
 
 def notify_after_commit(
-    changes: Iterable[tuple[int, str, str, str]], using: str = "default"
+    changes: Iterable[tuple[int, str, str, str]],
+    using: str = "default",
+    messages: Mapping[int, SmsMessage] | None = None,
 ) -> None:
     """Schedule signals for ``(message_pk, previous, new, source)`` moves, after commit.
 
     Callers only pass moves their conditional UPDATE actually made, so a terminal
-    signal fires once per message however many reports arrive.
+    signal fires once per message however many reports arrive. ``messages`` are the rows
+    as the write left them, when it read them back (else they are loaded after commit).
     """
     changes = list(changes)
     if not changes or not _has_listeners():
@@ -65,7 +73,11 @@ def notify_after_commit(
     def fire() -> None:
         from .models import SmsMessage
 
-        by_pk = SmsMessage.objects.using(using).in_bulk([pk for pk, *_ in changes])
+        by_pk = (
+            messages
+            if messages is not None
+            else SmsMessage.objects.using(using).in_bulk([pk for pk, *_ in changes])
+        )
         for pk, previous, new, source in changes:
             message = by_pk.get(pk)
             if message is None:

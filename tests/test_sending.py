@@ -203,16 +203,22 @@ def test_queries_per_chunk_are_constant(sandbox, kind):
             messages=[{"to": n, "body": f"Text {i} ✓" * (i % 3 + 1)} for i, n in enumerate(targets)]
         )
 
+    def round_trip(sql: str) -> bool:
+        # The test's own transaction makes the outcome write take a savepoint; a worker
+        # in autocommit sends neither.
+        return not sql.upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+
     counts = {}
     for chunks in (1, 2, 3):
         batch = make(100 * chunks, offset=chunks * 1000)
         with CaptureQueriesContext(connection) as ctx:
             sending.deliver_batch(batch.pk)
-        counts[chunks] = len(ctx.captured_queries)
+        counts[chunks] = sum(1 for q in ctx.captured_queries if round_trip(q["sql"]))
         assert SmsMessage.objects.filter(batch=batch, status=status.PENDING).count() == 0
     per_chunk = counts[2] - counts[1]
     assert counts[3] - counts[2] == per_chunk
-    assert per_chunk <= 11, counts
+    # PostgreSQL: claim, mark, outcome (lock, update, history), one statement each.
+    assert per_chunk <= (3 if connection.vendor == "postgresql" else 11), counts
 
 
 @needs_row_locks

@@ -27,7 +27,7 @@ def supported(db: str) -> bool:
 
 def claim_returning(
     due: QuerySet[SmsMessage],
-    returning: QuerySet[SmsMessage],
+    returning: QuerySet[Any],
     *,
     db: str,
     limit: int,
