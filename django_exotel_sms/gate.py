@@ -80,9 +80,7 @@ def expire_all(now: datetime, limit: int = 10_000, rounds: int = 100) -> int:
     return total
 
 
-def claimed_fields(
-    qs: QuerySet[SmsMessage], fields: Sequence[str], now: datetime
-) -> QuerySet[Any]:
+def claimed_fields(qs: QuerySet[SmsMessage], fields: Sequence[str], now: datetime) -> QuerySet[Any]:
     """``qs`` reading ``fields`` plus what :func:`screen` needs (``.values`` queryset)."""
     from . import suppression
 
