@@ -35,6 +35,7 @@ from . import (
     gate,
     held,
     logfields,
+    pipeline,
     ratelimit,
     scheduling,
     signals,
@@ -207,7 +208,10 @@ def _mark_request_started(claim: Claim, pks: list[int]) -> list[int]:
     )
 
     def mark() -> list[int]:
-        marked = mine.update(request_started_at=timezone.now())
+        # ``claimed_at`` restarts too: a chunk claimed ahead (pipeline.py) waited for the
+        # previous request; CLAIM_TIMEOUT bounds each step from here, as for any claim.
+        now = timezone.now()
+        marked = mine.update(request_started_at=now, claimed_at=now)
         if marked == len(pks):
             return list(pks)
         # The token is this claim's alone: what still carries it was marked just now (a row
@@ -653,7 +657,12 @@ def _unknown(claim: Claim, pks: list[int], reason: str) -> Outcome:
     return outcome
 
 
-def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None) -> Outcome:
+def _send_group(
+    claim: Claim,
+    rows: list[dict[str, Any]],
+    batch: SmsBatch | None,
+    side: pipeline.Side | None = None,
+) -> Outcome:
     pks = [r["pk"] for r in rows]
     try:
         request = _transport(rows, batch)
@@ -680,7 +689,8 @@ def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None
         pks = [r["pk"] for r in rows]
         request = _transport(rows, batch)
     try:
-        results = request()
+        # The next chunk's claim (``side``) runs while this request is in flight.
+        results = pipeline.overlap(request, side, using=_db())
     except ExotelError as exc:
         return _settle(
             claim, pks, f"Exotel's answer: {exc}", partial(_failed_request, claim, pks, exc)
@@ -768,15 +778,33 @@ def _failed_request(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
     return _reject(claim, pks, exc)
 
 
-def _deliver(claim: Claim, batch: SmsBatch | None) -> Outcome:
+def _deliver(claim: Claim, batch: SmsBatch | None, side: pipeline.Side | None = None) -> Outcome:
     outcome = Outcome(claimed=len(claim.rows))
     dynamic = batch is not None and batch.kind == SmsBatch.KIND_DYNAMIC
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in claim.rows:
         groups.setdefault(_request_key(row, dynamic), []).append(row)
     for rows in groups.values():
-        outcome.add(_send_group(claim, rows, batch))
+        outcome.add(_send_group(claim, rows, batch, side))
+    if side is not None:
+        side.run()  # no request was made to overlap it with
     return outcome
+
+
+def _unclaim(claim: Claim) -> None:
+    """Give back a claim made ahead and not sent (its request never started): pending
+    again, the attempt not counted."""
+    SmsMessage.objects.using(_db()).filter(
+        pk__in=[r["pk"] for r in claim.rows],
+        claim_token=claim.token,
+        status=status.SUBMITTING,
+        request_started_at__isnull=True,
+    ).update(
+        status=status.PENDING,
+        claim_token=None,
+        attempts=F("attempts") - 1,
+        updated_at=timezone.now(),
+    )
 
 
 def deliver_message(pk: int) -> Outcome:
@@ -797,15 +825,22 @@ def deliver_batch(batch_pk: int, *, time_budget: float | None = None) -> Outcome
     started = time.monotonic()
     total = Outcome()
     base = SmsMessage.objects.filter(batch_id=batch_pk)
-    while True:
-        claim = _claim(base, chunk)
-        if claim is None:
-            break
-        result = _deliver(claim, batch)
+    claim = _claim(base, chunk)
+    while claim is not None:
+        # Claim the next chunk while this one's request is in flight (one ahead at most).
+        side = pipeline.Side(partial(_claim, base, chunk))
+        result = _deliver(claim, batch, side)
         total.add(result)
+        claim = side.result
+        if side.error is not None:
+            raise side.error
         if result.retry_after is not None:
+            if claim is not None:
+                _unclaim(claim)
             break
         if time_budget is not None and time.monotonic() - started > time_budget:
+            if claim is not None:
+                _unclaim(claim)
             total.more = True
             break
     if total.retry_after is None and not total.more:
