@@ -188,7 +188,6 @@ def test_stale_claims_are_recovered(settings):
     assert _statuses(batch) == {status.PENDING: 2, status.UNCERTAIN: 2}
 
 
-@pytest.mark.django_db(transaction=True)  # autocommit, as a worker runs: the pipelined path
 @pytest.mark.parametrize("kind", ["static", "dynamic", "mixed"])
 def test_queries_per_chunk_are_constant(sandbox, kind):
     """Per 100-message chunk the query count is the same whatever the chunk holds."""
