@@ -22,7 +22,8 @@ from ..models import SmsMessage
 
 
 def supported(db: str) -> bool:
-    return connections[db].vendor == "postgresql"
+    conn = connections[db]
+    return conn.vendor == "postgresql" and conn.features.has_select_for_update_skip_locked
 
 
 def claim_returning(
