@@ -80,14 +80,21 @@ def expire_all(now: datetime, limit: int = 10_000, rounds: int = 100) -> int:
     return total
 
 
+def claimed_fields(qs: QuerySet[SmsMessage], fields: Sequence[str], now: datetime) -> QuerySet[Any]:
+    """``qs`` reading ``fields`` plus what :func:`screen` needs (``.values`` queryset)."""
+    from . import suppression
+
+    values: QuerySet[Any] = suppression.claimed_fields(qs, now).values(
+        *fields, *suppression.CLAIM_FIELDS
+    )
+    return values
+
+
 def claimed_rows(
     qs: QuerySet[SmsMessage], fields: Sequence[str], now: datetime
 ) -> list[dict[str, Any]]:
     """The claimed rows' ``fields``, plus what :func:`screen` needs, in one query."""
-    from . import suppression
-
-    qs = suppression.claimed_fields(qs, now)
-    return list(qs.values(*fields, *suppression.CLAIM_FIELDS))
+    return list(claimed_fields(qs, fields, now))
 
 
 def screen(rows: Sequence[Mapping[str, Any]], now: datetime) -> dict[int, str]:

@@ -19,13 +19,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
-from django.db.models import F, Field, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from . import (
@@ -35,6 +35,7 @@ from . import (
     gate,
     held,
     logfields,
+    pipeline,
     ratelimit,
     scheduling,
     signals,
@@ -43,6 +44,8 @@ from . import (
 from .backends import get_backend
 from .client import BulkResult, SmsResult
 from .conf import get_settings
+from .db import claim as claim_sql
+from .db import outcome as outcome_sql
 from .exceptions import (
     ExotelAPIError,
     ExotelConnectionError,
@@ -114,6 +117,44 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
     db = _db()
     token = uuid.uuid4()
     now = timezone.now()
+    if claim_sql.supported(db):
+        # One statement: lock, move to submitting and read the rows (with what the gate
+        # screens), autocommitted.
+        rows = claim_sql.claim_returning(
+            gate.due(base.using(db), now),
+            gate.claimed_fields(SmsMessage.objects.using(db), ROW_FIELDS, now),
+            db=db,
+            limit=limit,
+            token=token,
+            now=now,
+        )
+        if not rows:
+            gate.expire(base.using(db), now)
+            return None
+    else:
+        portable = _claim_portable(base, db, limit, token, now)
+        if portable is None:
+            return None
+        rows = portable
+    refused = gate.screen(rows, now)
+    if refused:
+        gate.close(
+            refused,
+            status.SUPPRESSED,
+            from_statuses=(status.SUBMITTING,),
+            claim_token=token,
+            note="refused at claim",
+        )
+        rows = [r for r in rows if r["pk"] not in refused]
+    if not rows:
+        return None
+    return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
+
+
+def _claim_portable(
+    base: QuerySet[SmsMessage], db: str, limit: int, token: uuid.UUID, now: datetime
+) -> list[dict[str, Any]] | None:
+    """Claim in a short transaction (select, then a conditional UPDATE), then read the rows."""
     with transaction.atomic(using=db):
         qs = gate.due(base.using(db), now).order_by("pk")
         if connections[db].features.has_select_for_update_skip_locked:
@@ -137,26 +178,13 @@ def _claim(base: QuerySet[SmsMessage], limit: int) -> Claim | None:
         # Nothing claimable: close what expired meanwhile (the claim never takes it anyway).
         gate.expire(base.using(db), now)
         return None
-    rows = gate.claimed_rows(
+    return gate.claimed_rows(
         SmsMessage.objects.using(db)
         .filter(claim_token=token, status=status.SUBMITTING)
         .order_by("pk"),
         ROW_FIELDS,
         now,
     )
-    refused = gate.screen(rows, now)
-    if refused:
-        gate.close(
-            refused,
-            status.SUPPRESSED,
-            from_statuses=(status.SUBMITTING,),
-            claim_token=token,
-            note="refused at claim",
-        )
-        rows = [r for r in rows if r["pk"] not in refused]
-    if not rows:
-        return None
-    return Claim(token=token, rows=rows, previous={r["pk"]: status.SUBMITTING for r in rows})
 
 
 def _chunk_fields(claim: Claim, pks: Sequence[int]) -> dict[str, Any]:
@@ -180,7 +208,10 @@ def _mark_request_started(claim: Claim, pks: list[int]) -> list[int]:
     )
 
     def mark() -> list[int]:
-        marked = mine.update(request_started_at=timezone.now())
+        # ``claimed_at`` restarts too: a chunk claimed ahead (pipeline.py) waited for the
+        # previous request; CLAIM_TIMEOUT bounds each step from here, as for any claim.
+        now = timezone.now()
+        marked = mine.update(request_started_at=now, claimed_at=now)
         if marked == len(pks):
             return list(pks)
         # The token is this claim's alone: what still carries it was marked just now (a row
@@ -347,67 +378,6 @@ def _result_fields(result: SmsResult, now: Any) -> dict[str, Any]:
     }
 
 
-def _update_rows(
-    db: str,
-    rows: dict[int, dict[str, Any]],
-    token: uuid.UUID,
-    from_statuses: Sequence[str],
-) -> int:
-    """One set-based UPDATE writing each row's own values, only where the row is still ours.
-
-    A field with one value for every row is set plainly; fields that differ (the Sid,
-    mostly) become ``CASE id WHEN .. THEN .. END``. Written as SQL because building 100
-    ORM ``When`` expressions per field costs more than the database round trip.
-    """
-    conn = connections[db]
-    meta = SmsMessage._meta
-    quote = conn.ops.quote_name
-    pk_column = quote(meta.pk.column)
-    sets: list[str] = []
-    params: list[Any] = []
-    names = sorted({name for values in rows.values() for name in values} | {"updated_at"})
-    now = timezone.now()
-    for name in names:
-        model_field = meta.get_field(name)
-        assert isinstance(model_field, Field)
-        column = quote(str(model_field.column))
-
-        def prep(value: Any, f: Field[Any, Any] = model_field) -> Any:
-            return f.get_db_prep_save(value, connection=conn)
-
-        values = (
-            [now] * len(rows)
-            if name == "updated_at"
-            else [row[name] for row in rows.values() if name in row]
-        )
-        if len(values) == len(rows) and all(v == values[0] for v in values):
-            sets.append(f"{column} = %s")
-            params.append(prep(values[0]))
-            continue
-        whens = []
-        for pk, row in rows.items():
-            if name in row:
-                whens.append("WHEN %s THEN %s")
-                params.extend([pk, prep(row[name])])
-        sets.append(f"{column} = CASE {pk_column} {' '.join(whens)} ELSE {column} END")
-    ids = list(rows)
-    # Only quoted identifiers and placeholders are interpolated; every value is a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
-        f"WHERE {pk_column} IN ({', '.join(['%s'] * len(ids))}) "
-        f"AND {quote('claim_token')} = %s "
-        f"AND {quote('status')} IN ({', '.join(['%s'] * len(from_statuses))})"
-    )
-    token_field = meta.get_field("claim_token")
-    assert isinstance(token_field, Field)
-    params.extend(ids)
-    params.append(token_field.get_db_prep_value(token, connection=conn))
-    params.extend(from_statuses)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
-
-
 def _apply(
     claim: Claim,
     per_row: dict[int, dict[str, Any]],
@@ -427,10 +397,13 @@ def _apply(
             db, claim, per_row, source=source, note=note, from_statuses=from_statuses
         )
 
-    return dbretry.retry_write(write, using=db, what="Recording a send's outcome")
+    # One statement (PostgreSQL) needs no transaction of its own; inside an outer one it
+    # takes a savepoint, so a Sid conflict (write_sids) or a retry starts clean.
+    atomic = not outcome_sql.supported(db) or connections[db].in_atomic_block
+    return dbretry.retry_write(write, using=db, what="Recording a send's outcome", atomic=atomic)
 
 
-def _apply_once(
+def _write_outcome(
     db: str,
     claim: Claim,
     per_row: dict[int, dict[str, Any]],
@@ -438,30 +411,35 @@ def _apply_once(
     source: str,
     note: str,
     from_statuses: list[str],
-) -> list[int]:
-    # Runs inside retry_write's transaction.
-    owned: dict[int, str] = {}
-    for pk, previous, has_held in (
+) -> outcome_sql.Recorded:
+    """Lock the rows still ours, write their outcome and history; what was written."""
+    lock = (
         SmsMessage.objects.using(db)
-        .select_for_update()
-        .filter(pk__in=list(per_row), claim_token=claim.token, status__in=list(from_statuses))
+        .filter(pk__in=list(per_row), claim_token=claim.token, status__in=from_statuses)
         .annotate(has_held=held.held_exists())
         .values_list("pk", "status", "has_held")
-    ):
-        owned[pk] = previous
-        if has_held:
-            claim.held.add(pk)
-    if len(owned) < len(per_row):
-        logger.warning(
-            "%d claimed message(s) were taken over before their outcome was recorded; "
-            "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
-            len(per_row) - len(owned),
-            extra=_chunk_fields(claim, sorted(set(per_row) - set(owned))),
+    )
+    if outcome_sql.supported(db):
+        return outcome_sql.record(
+            db,
+            per_row,
+            claim.token,
+            from_statuses,
+            lock=lock,
+            source=source,
+            note=note,
+            returning=signals.has_listeners(),
         )
-    if not owned:
-        return []
-    rows = {pk: per_row[pk] for pk in owned}
-    _update_rows(db, rows, claim.token, list(from_statuses))
+    # Runs inside retry_write's transaction.
+    recorded = outcome_sql.Recorded()
+    for pk, previous, has_held in lock.select_for_update():
+        recorded.owned[pk] = previous
+        if has_held:
+            recorded.held.add(pk)
+    if not recorded.owned:
+        return recorded
+    rows = {pk: per_row[pk] for pk in recorded.owned}
+    outcome_sql.update_rows(db, rows, claim.token, from_statuses)
     StatusEvent.objects.using(db).bulk_create(
         [
             StatusEvent(
@@ -475,9 +453,36 @@ def _apply_once(
             for pk, values in rows.items()
         ]
     )
+    return recorded
+
+
+def _apply_once(
+    db: str,
+    claim: Claim,
+    per_row: dict[int, dict[str, Any]],
+    *,
+    source: str,
+    note: str,
+    from_statuses: list[str],
+) -> list[int]:
+    recorded = _write_outcome(
+        db, claim, per_row, source=source, note=note, from_statuses=from_statuses
+    )
+    owned = recorded.owned
+    claim.held |= recorded.held
+    if len(owned) < len(per_row):
+        logger.warning(
+            "%d claimed message(s) were taken over before their outcome was recorded; "
+            "raise EXOTEL_SMS['CLAIM_TIMEOUT'] above the longest request time.",
+            len(per_row) - len(owned),
+            extra=_chunk_fields(claim, sorted(set(per_row) - set(owned))),
+        )
+    if not owned:
+        return []
     signals.notify_after_commit(
-        ((pk, owned[pk], values["status"], source) for pk, values in rows.items()),
+        ((pk, owned[pk], per_row[pk]["status"], source) for pk in owned),
         using=db,
+        messages=recorded.messages,
     )
     return list(owned)
 
@@ -652,7 +657,12 @@ def _unknown(claim: Claim, pks: list[int], reason: str) -> Outcome:
     return outcome
 
 
-def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None) -> Outcome:
+def _send_group(
+    claim: Claim,
+    rows: list[dict[str, Any]],
+    batch: SmsBatch | None,
+    side: pipeline.Side | None = None,
+) -> Outcome:
     pks = [r["pk"] for r in rows]
     try:
         request = _transport(rows, batch)
@@ -679,7 +689,8 @@ def _send_group(claim: Claim, rows: list[dict[str, Any]], batch: SmsBatch | None
         pks = [r["pk"] for r in rows]
         request = _transport(rows, batch)
     try:
-        results = request()
+        # The next chunk's claim (``side``) runs while this request is in flight.
+        results = pipeline.overlap(request, side, using=_db())
     except ExotelError as exc:
         return _settle(
             claim, pks, f"Exotel's answer: {exc}", partial(_failed_request, claim, pks, exc)
@@ -767,15 +778,33 @@ def _failed_request(claim: Claim, pks: list[int], exc: ExotelError) -> Outcome:
     return _reject(claim, pks, exc)
 
 
-def _deliver(claim: Claim, batch: SmsBatch | None) -> Outcome:
+def _deliver(claim: Claim, batch: SmsBatch | None, side: pipeline.Side | None = None) -> Outcome:
     outcome = Outcome(claimed=len(claim.rows))
     dynamic = batch is not None and batch.kind == SmsBatch.KIND_DYNAMIC
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in claim.rows:
         groups.setdefault(_request_key(row, dynamic), []).append(row)
     for rows in groups.values():
-        outcome.add(_send_group(claim, rows, batch))
+        outcome.add(_send_group(claim, rows, batch, side))
+    if side is not None:
+        side.run()  # no request was made to overlap it with
     return outcome
+
+
+def _unclaim(claim: Claim) -> None:
+    """Give back a claim made ahead and not sent (its request never started): pending
+    again, the attempt not counted."""
+    SmsMessage.objects.using(_db()).filter(
+        pk__in=[r["pk"] for r in claim.rows],
+        claim_token=claim.token,
+        status=status.SUBMITTING,
+        request_started_at__isnull=True,
+    ).update(
+        status=status.PENDING,
+        claim_token=None,
+        attempts=F("attempts") - 1,
+        updated_at=timezone.now(),
+    )
 
 
 def deliver_message(pk: int) -> Outcome:
@@ -796,15 +825,22 @@ def deliver_batch(batch_pk: int, *, time_budget: float | None = None) -> Outcome
     started = time.monotonic()
     total = Outcome()
     base = SmsMessage.objects.filter(batch_id=batch_pk)
-    while True:
-        claim = _claim(base, chunk)
-        if claim is None:
-            break
-        result = _deliver(claim, batch)
+    claim = _claim(base, chunk)
+    while claim is not None:
+        # Claim the next chunk while this one's request is in flight (one ahead at most).
+        side = pipeline.Side(partial(_claim, base, chunk))
+        result = _deliver(claim, batch, side)
         total.add(result)
+        claim = side.result
+        if side.error is not None:
+            raise side.error
         if result.retry_after is not None:
+            if claim is not None:
+                _unclaim(claim)
             break
         if time_budget is not None and time.monotonic() - started > time_budget:
+            if claim is not None:
+                _unclaim(claim)
             total.more = True
             break
     if total.retry_after is None and not total.more:

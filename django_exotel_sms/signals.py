@@ -34,6 +34,11 @@ sms_failed = Signal()  # message, previous_status
 pre_send = Signal()  # message
 
 
+def has_listeners() -> bool:
+    """Whether any status signal has a receiver (else nothing is loaded to fire them)."""
+    return _has_listeners()
+
+
 def _has_listeners() -> bool:
     return any(s.has_listeners() for s in (sms_status_changed, sms_delivered, sms_failed))
 

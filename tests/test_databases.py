@@ -4,6 +4,7 @@ The claim (sending._claim) selects pending rows -- ``FOR UPDATE SKIP LOCKED`` wh
 has it -- then moves them to ``submitting`` with an UPDATE that is conditional on the row still
 being pending. The lock keeps concurrent claims from waiting on each other; the condition alone
 keeps them from ever sharing a row, which is what SQLite (and MariaDB before 10.6) rely on.
+PostgreSQL claims in one statement (``db/claim.py``: the same lock, UPDATE and condition).
 The two-workers-one-batch test is tests/test_sending.py's, run on PostgreSQL and MariaDB.
 """
 
@@ -92,6 +93,13 @@ def test_claim_locks_rows_with_skip_locked(pending_batch):
     with CaptureQueriesContext(connection) as ctx:
         claim = sending._claim(SmsMessage.objects.filter(batch=batch), 100)
     assert claim is not None and len(claim.rows) == 5
+    if connection.vendor == "postgresql":
+        # One statement: the locking subquery, the move to submitting, the rows read back.
+        (claim_sql,) = [q["sql"].upper() for q in ctx.captured_queries]
+        assert claim_sql.startswith("UPDATE")
+        assert "LIMIT 100 FOR UPDATE SKIP LOCKED))" in claim_sql
+        assert "RETURNING" in claim_sql
+        return
     select = _claim_select(ctx.captured_queries)
     assert select.endswith("FOR UPDATE SKIP LOCKED")
     if connection.vendor == "mysql":
@@ -129,7 +137,14 @@ def test_without_skip_locked_the_claim_falls_back_to_the_conditional_update(
 # -- exclusive claims without row locks -------------------------------------------------------
 
 
+@pytest.fixture
+def portable_claim(monkeypatch):
+    """The claim databases without PostgreSQL's one-statement claim use (db/claim.py)."""
+    monkeypatch.setattr(sending.claim_sql, "supported", lambda db: False)
+
+
 @pytest.mark.django_db
+@pytest.mark.usefixtures("portable_claim")
 def test_overlapping_claims_cannot_take_the_same_row(pending_batch):
     """Both claims read the same pending ids; the conditional UPDATE lets only the first win."""
     batch = pending_batch(5)
@@ -144,6 +159,7 @@ def test_overlapping_claims_cannot_take_the_same_row(pending_batch):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("portable_claim")
 def test_partly_overlapping_claim_takes_only_rows_still_pending(pending_batch):
     batch = pending_batch(8)
     ids = _pks(batch)

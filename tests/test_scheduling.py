@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -455,6 +455,18 @@ def test_cancel_racing_a_claim_never_both_cancels_and_sends(sandbox, enqueued, m
         return real_f(name)
 
     monkeypatch.setattr(sending, "F", f_pausing_inside_the_claim)
+    real_claim = sending.claim_sql.claim_returning
+
+    def claim_holding_its_locks(*args: Any, **kwargs: Any) -> Any:
+        # PostgreSQL claims in one statement: hold its locks as a slow commit would.
+        with transaction.atomic():
+            rows = real_claim(*args, **kwargs)
+            if not locked.is_set():
+                locked.set()
+                time.sleep(0.5)
+        return rows
+
+    monkeypatch.setattr(sending.claim_sql, "claim_returning", claim_holding_its_locks)
     results: list[cancellation.CancelResult] = []
     errors: list[BaseException] = []
 

@@ -271,7 +271,7 @@ def _failing(times: int, real: Any) -> Any:
 
 def test_outcome_write_is_retried_on_a_transient_database_error(monkeypatch):
     batch = _pending_batch(3)
-    monkeypatch.setattr(sending, "_update_rows", _failing(2, sending._update_rows))
+    monkeypatch.setattr(sending, "_write_outcome", _failing(2, sending._write_outcome))
     outcome = sending.deliver_batch(batch.pk)
     assert outcome.accepted == 3
     rows = SmsMessage.objects.filter(batch=batch)
@@ -282,7 +282,7 @@ def test_outcome_write_is_retried_on_a_transient_database_error(monkeypatch):
 
 def test_outcome_write_that_keeps_failing_records_the_true_cause(monkeypatch):
     batch = _pending_batch(2)
-    monkeypatch.setattr(sending, "_update_rows", _failing(10**6, sending._update_rows))
+    monkeypatch.setattr(sending, "_write_outcome", _failing(10**6, sending._write_outcome))
     outcome = sending.deliver_batch(batch.pk)
     assert outcome.uncertain == 2
     rows = list(SmsMessage.objects.filter(batch=batch))
