@@ -359,13 +359,19 @@ def test_a_promotional_batch_stops_at_the_close_and_completes_after_the_opening(
     rows = batch.messages.all()
     runs = settings.EXOTEL_SMS.get("BATCH_PARALLELISM", DEFAULTS["BATCH_PARALLELISM"])
 
-    # 20:50-20:58: one chunk of 100 per step, each answered before the clock moves on.
+    # 20:50-20:58: one chunk of 100 per step, claimed and its request made before the clock
+    # moves on. (A run claims its next chunk while a request is in flight, so a chunk's
+    # answer is recorded only once the run's next claim has returned.)
     steps = [start + timedelta(minutes=2 * k) for k in range(5)]
     for k, at in enumerate(steps, 1):
         clock.set(at)
         clock.grant(1)
-        assert wait_until(lambda k=k: rows.exclude(status__in=OPEN).count() == 100 * k, 60)
-        assert sum(sandbox.recipient_counts().values()) == 100 * k
+        assert wait_until(
+            lambda k=k: (
+                len(clock.claims()) == k and sum(sandbox.recipient_counts().values()) == 100 * k
+            ),
+            60,
+        ), (clock.claims(), sum(sandbox.recipient_counts().values()))
 
     # 21:00: the worker's next claims take nothing and defer the rest, visibly.
     clock.set(close)
