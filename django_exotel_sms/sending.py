@@ -829,7 +829,14 @@ def deliver_batch(batch_pk: int, *, time_budget: float | None = None) -> Outcome
     while claim is not None:
         # Claim the next chunk while this one's request is in flight (one ahead at most).
         side = pipeline.Side(partial(_claim, base, chunk))
-        result = _deliver(claim, batch, side)
+        try:
+            result = _deliver(claim, batch, side)
+        except BaseException:
+            # This chunk's rows keep their state for reconcile; the chunk claimed ahead
+            # never reached Exotel, so it goes back at once rather than after CLAIM_TIMEOUT.
+            if side.result is not None:
+                _unclaim(side.result)
+            raise
         total.add(result)
         claim = side.result
         if side.error is not None:

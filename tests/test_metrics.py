@@ -86,3 +86,33 @@ def test_exposition_needs_the_token_and_has_the_gauges(client, settings):
     assert "exotel_sms_backlog 1.0" in text
     assert "exotel_sms_oldest_pending_age_seconds" in text
     assert "exotel_sms_http_requests_total" in text or "exotel_sms_http_requests" in text
+
+
+def test_metrics_are_registered_once_when_threads_first_use_them_together(monkeypatch):
+    """A worker's request thread and its claim may touch the metrics first at the same time;
+    registering twice raised DuplicateTimeseries and lost the chunk's answer."""
+    import threading
+
+    made: list[int] = []
+
+    class Slow:
+        def __init__(self) -> None:
+            made.append(1)
+            time.sleep(0.05)  # widen the window in which a second thread could start one
+
+    monkeypatch.setattr(metrics, "_Metrics", Slow)
+    monkeypatch.setattr(metrics, "_made", [])
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def first_use() -> None:
+        start.wait()
+        seen.append(metrics._metrics())
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1
+    assert len(seen) == 8 and len({id(m) for m in seen}) == 1

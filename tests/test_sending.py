@@ -272,6 +272,31 @@ def test_a_chunk_claimed_ahead_is_given_back_when_the_batch_must_wait(sandbox):
     assert len(_post_sizes(sandbox)) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_claimed_ahead_is_given_back_when_the_request_raises(sandbox, monkeypatch):
+    """An unexpected error in a request ends the run: its own chunk keeps its state for
+    reconcile (the request started), the chunk claimed meanwhile is pending again at once."""
+    batch = SmsMessage.objects.send_bulk(to=numbers(200, start=630_000), body="Your code")
+    real_transport = sending._transport
+
+    def transport(rows, b):
+        request = real_transport(rows, b)
+
+        def run():
+            request()
+            raise RuntimeError("boom after the request")
+
+        return run
+
+    monkeypatch.setattr(sending, "_transport", transport)
+    with pytest.raises(RuntimeError, match="boom"):
+        sending.deliver_batch(batch.pk)
+    rows = SmsMessage.objects.filter(batch=batch)
+    assert _statuses(batch) == {status.SUBMITTING: 100, status.PENDING: 100}
+    assert rows.filter(status=status.SUBMITTING, request_started_at__isnull=False).count() == 100
+    assert rows.filter(status=status.PENDING, attempts=0, claim_token__isnull=True).count() == 100
+
+
 @needs_row_locks
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_workers_send_each_message_once(sandbox):

@@ -12,8 +12,8 @@ Without prometheus_client every hook here is a no-op costing one attribute check
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
-from functools import lru_cache
 from typing import Any
 
 AVAILABLE = importlib.util.find_spec("prometheus_client") is not None
@@ -52,9 +52,18 @@ class _Metrics:
         )
 
 
-@lru_cache(maxsize=1)
+_lock = threading.Lock()
+_made: list[_Metrics | None] = []  # empty until the first use
+
+
 def _metrics() -> _Metrics | None:
-    return _Metrics() if AVAILABLE else None
+    """The metrics, registered once per process. Threads may first use them at the same
+    time (a worker's request thread and its claim), and registering twice raises."""
+    if not _made:
+        with _lock:
+            if not _made:
+                _made.append(_Metrics() if AVAILABLE else None)
+    return _made[0]
 
 
 def endpoint_name(endpoint: str) -> str:
