@@ -36,10 +36,6 @@ pre_send = Signal()  # message
 
 def has_listeners() -> bool:
     """Whether any status signal has a receiver (else nothing is loaded to fire them)."""
-    return _has_listeners()
-
-
-def _has_listeners() -> bool:
     return any(s.has_listeners() for s in (sms_status_changed, sms_delivered, sms_failed))
 
 
@@ -67,7 +63,7 @@ def notify_after_commit(
     that UPDATE returned them, when the caller has them (else they are read after commit).
     """
     changes = list(changes)
-    if not changes or not _has_listeners():
+    if not changes or not has_listeners():
         return
 
     def fire() -> None:

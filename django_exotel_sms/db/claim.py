@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import Field, QuerySet
+from django.db.models import QuerySet
 
 from .. import status
 from ..models import SmsMessage
+from . import rows as raw
 
 
 def supported(db: str) -> bool:
@@ -60,9 +61,7 @@ def claim_returning(
         params.extend(col_params)
 
     def prep(name: str, value: Any) -> Any:
-        field = meta.get_field(name)
-        assert isinstance(field, Field)
-        return field.get_db_prep_save(value, connection=conn)
+        return raw.db_value(conn, SmsMessage, name, value)
 
     # Only quoted identifiers and compiled SQL are interpolated; values are parameters.
     sql = (

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connections
-from django.db.models import Field
 from django.utils import timezone
 
 from ..models import SmsMessage, StatusEvent
+from . import rows as raw
 
 
 def supported(db: str) -> bool:
@@ -31,9 +31,7 @@ def supported(db: str) -> bool:
 
 
 def _prep(name: str, value: Any, db: str) -> Any:
-    model_field = SmsMessage._meta.get_field(name)
-    assert isinstance(model_field, Field)
-    return model_field.get_db_prep_save(value, connection=connections[db])
+    return raw.db_value(connections[db], SmsMessage, name, value)
 
 
 def set_clause(db: str, rows: Mapping[int, Mapping[str, Any]]) -> tuple[str, list[Any]]:
@@ -48,9 +46,7 @@ def set_clause(db: str, rows: Mapping[int, Mapping[str, Any]]) -> tuple[str, lis
     names = sorted({name for values in rows.values() for name in values} | {"updated_at"})
     now = timezone.now()
     for name in names:
-        model_field = meta.get_field(name)
-        assert isinstance(model_field, Field)
-        column = quote(str(model_field.column))
+        column = quote(raw.column(SmsMessage, name))
         values = (
             [now] * len(rows)
             if name == "updated_at"
@@ -155,7 +151,7 @@ def record(
         [(rows[pk].get("detailed_status") or "")[:64] for pk in ids],
     ]
     event_columns = ", ".join(
-        quote(str(getattr(events.get_field(name), "column", name)))
+        quote(raw.column(StatusEvent, name))
         for name in (
             "message",
             "status",

@@ -69,6 +69,11 @@ def field(model: type[Model], name: str) -> Field[Any, Any]:
     return found
 
 
+def db_value(connection: BaseDatabaseWrapper, model: type[Model], name: str, value: Any) -> Any:
+    """``value`` for field ``name`` as the ORM would send it in an INSERT or UPDATE."""
+    return field(model, name).get_db_prep_save(value, connection=connection)
+
+
 def column(model: type[Model], name: str) -> str:
     found = field(model, name).column
     if found is None:
